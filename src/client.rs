@@ -1,0 +1,213 @@
+//! The client handle: the safe Rust API that the C functions wrap.
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::events::{lock, Event, EventQueue, Popped};
+use crate::outbox::Outbox;
+use crate::target::Target;
+use crate::transport::WAKER;
+use crate::worker::{self, Shared, Sink, STATE_CONNECTING, STATE_IDLE};
+use crate::*;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tungstenite::protocol::frame::Utf8Bytes;
+use tungstenite::{Bytes, Message};
+
+/// Receives every event on the worker thread, in order.
+pub type EventHandler = Box<dyn FnMut(&Event) + Send>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Idle,
+    Connecting,
+    Open,
+    Closing,
+    Closed,
+}
+
+pub struct Client {
+    shared: Arc<Shared>,
+    handler: Mutex<Option<EventHandler>>,
+    queue: Arc<EventQueue>,
+    callback_mode: AtomicBool,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Client {
+    /// Parses and checks `url` now; nothing touches the network until `connect`.
+    pub fn new(url: &str, config: Config) -> Result<Client> {
+        let target = Target::parse(url)?;
+        let queue = EventQueue::new(config.recv_queue_limit)
+            .map_err(|e| Error::new(WSC_ERR_INTERNAL, format!("cannot create the event fd: {e}")))?;
+        let shared = Shared {
+            target,
+            outbox: Outbox::new(config.send_queue_limit),
+            config,
+            state: AtomicU8::new(STATE_IDLE),
+            stop: AtomicBool::new(false),
+        };
+        Ok(Client { shared: Arc::new(shared), handler: Mutex::new(None), queue: Arc::new(queue), callback_mode: AtomicBool::new(false), worker: Mutex::new(None) })
+    }
+
+    /// Switches the client to callback mode. Only before `connect`.
+    pub fn set_handler(&self, handler: EventHandler) -> Result<()> {
+        if self.state() != State::Idle {
+            return Err(Error::invalid_state("the callback must be set before wsc_client_connect"));
+        }
+        *lock(&self.handler) = Some(handler);
+        self.callback_mode.store(true, SeqCst);
+        Ok(())
+    }
+
+    /// Starts the worker, which connects in the background. Only once per client.
+    pub fn connect(&self) -> Result<()> {
+        let mut worker = lock(&self.worker);
+        if self.shared.state.compare_exchange(STATE_IDLE, STATE_CONNECTING, SeqCst, SeqCst).is_err() {
+            return Err(Error::invalid_state("wsc_client_connect was already called on this client"));
+        }
+        let started = self.start();
+        match started {
+            Ok(handle) => {
+                *worker = Some(handle);
+                Ok(())
+            }
+            Err(e) => {
+                self.shared.outbox.close_gate();
+                self.shared.state.store(worker::STATE_CLOSED, SeqCst);
+                self.queue.finish();
+                Err(e)
+            }
+        }
+    }
+
+    fn start(&self) -> Result<JoinHandle<()>> {
+        let internal = |e: std::io::Error| Error::new(WSC_ERR_INTERNAL, format!("cannot start the worker: {e}"));
+        let poll = mio::Poll::new().map_err(internal)?;
+        let waker = mio::Waker::new(poll.registry(), WAKER).map_err(internal)?;
+        self.shared.outbox.open(waker);
+        let sink = match lock(&self.handler).take() {
+            Some(h) => Sink::Callback(h),
+            None => Sink::Queue(Arc::clone(&self.queue)),
+        };
+        worker::spawn(Arc::clone(&self.shared), poll, sink).map_err(internal)
+    }
+
+    pub fn send_text(&self, text: &[u8]) -> Result<u64> {
+        self.check_size(text.len())?;
+        std::str::from_utf8(text)
+            .map_err(|e| Error::new(WSC_ERR_INVALID_UTF8, format!("text is not valid UTF-8: {e}")))?;
+        // SAFETY: validated just above.
+        let text = unsafe { Utf8Bytes::from_bytes_unchecked(Bytes::copy_from_slice(text)) };
+        self.shared.outbox.push(Message::Text(text))
+    }
+
+    pub fn send_binary(&self, data: &[u8]) -> Result<u64> {
+        self.check_size(data.len())?;
+        self.shared.outbox.push(Message::Binary(Bytes::copy_from_slice(data)))
+    }
+
+    pub fn send_ping(&self, data: &[u8]) -> Result<u64> {
+        if data.len() > 125 {
+            return Err(Error::new(WSC_ERR_MESSAGE_TOO_LARGE, format!("ping payload of {} bytes exceeds 125", data.len())));
+        }
+        self.shared.outbox.push(Message::Ping(Bytes::copy_from_slice(data)))
+    }
+
+    fn check_size(&self, len: usize) -> Result<()> {
+        let max = self.shared.config.max_message_size;
+        if len > max {
+            return Err(Error::new(WSC_ERR_MESSAGE_TOO_LARGE, format!("message of {len} bytes exceeds the limit of {max}")));
+        }
+        Ok(())
+    }
+
+    /// Starts the close handshake; returns at once. Messages sent before it go out first.
+    pub fn close(&self, code: u16, reason: &str) -> Result<()> {
+        if !is_sendable_close_code(code) {
+            return Err(Error::invalid_argument(format!(
+                "close code {code} may not be sent: use 1000-1003, 1007-1014 or 3000-4999"
+            )));
+        }
+        if reason.len() > 123 {
+            return Err(Error::invalid_argument(format!("close reason of {} bytes exceeds 123", reason.len())));
+        }
+        if self.state() == State::Idle {
+            return Err(Error::new(WSC_ERR_NOT_CONNECTED, "not connected: wsc_client_connect was not called"));
+        }
+        if !self.shared.outbox.close_gate() {
+            return Err(Error::new(WSC_ERR_NOT_CONNECTED, "already closing or closed"));
+        }
+        self.shared.outbox.request(|c| c.close = Some((code, reason.to_owned())));
+        Ok(())
+    }
+
+    /// Poll mode: the next event, waiting up to `timeout` (None: forever).
+    pub fn poll(&self, timeout: Option<Duration>) -> Result<Event> {
+        if lock(&self.worker).is_none() {
+            let why = if self.state() == State::Idle { "wsc_client_connect was not called" } else { "the connection is over" };
+            return Err(Error::new(WSC_ERR_NOT_CONNECTED, format!("no events: {why}")));
+        }
+        if self.is_callback_mode() {
+            return Err(Error::invalid_state("events go to the callback; wsc_client_poll is for clients without one"));
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        match self.queue.pop(deadline) {
+            Popped::Event { event, resume_reader } => {
+                if resume_reader {
+                    self.shared.outbox.wake();
+                }
+                Ok(event)
+            }
+            Popped::TimedOut => Err(Error::new(WSC_ERR_TIMEOUT, "no event within the poll timeout")),
+            Popped::Finished => Err(Error::new(WSC_ERR_NOT_CONNECTED, "no more events: the connection is over")),
+        }
+    }
+
+    fn is_callback_mode(&self) -> bool {
+        self.callback_mode.load(SeqCst)
+    }
+
+    /// Readable while poll-mode events are queued; -1 in callback mode or where unsupported.
+    pub fn event_fd(&self) -> i32 {
+        if self.is_callback_mode() {
+            return -1;
+        }
+        self.queue.fd()
+    }
+
+    pub fn state(&self) -> State {
+        match self.shared.state.load(SeqCst) {
+            worker::STATE_IDLE => State::Idle,
+            STATE_CONNECTING => State::Connecting,
+            worker::STATE_OPEN => State::Open,
+            worker::STATE_CLOSING => State::Closing,
+            _ => State::Closed,
+        }
+    }
+
+    /// Bytes accepted by send calls and not yet handed to the socket.
+    pub fn buffered_amount(&self) -> usize {
+        self.shared.outbox.queued_bytes()
+    }
+}
+
+impl Drop for Client {
+    /// Stops the worker and waits for it, except from inside its own callback, where it
+    /// cannot wait for itself: then the worker exits as soon as the callback returns.
+    fn drop(&mut self) {
+        self.shared.stop.store(true, SeqCst);
+        self.shared.outbox.request(|c| c.shutdown = true);
+        if let Some(handle) = lock(&self.worker).take() {
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+/// Close codes an endpoint may put on the wire (RFC 6455 7.4, IANA registry).
+fn is_sendable_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}

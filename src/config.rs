@@ -1,0 +1,163 @@
+//! Connection settings, validated when they are set so a bad value fails at the call that made it.
+
+use crate::error::{Error, Result};
+use std::time::Duration;
+
+/// Settings for one client. `Default` gives the secure, bounded defaults documented in the header.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub headers: Vec<(String, String)>,
+    pub subprotocols: Vec<String>,
+    pub origin: Option<String>,
+    pub connect_timeout: Duration,
+    /// Zero disables pings.
+    pub ping_interval: Duration,
+    pub pong_timeout: Duration,
+    pub close_timeout: Duration,
+    pub max_message_size: usize,
+    pub max_frame_size: usize,
+    /// Outgoing bytes accepted but not yet handed to the socket.
+    pub send_queue_limit: usize,
+    /// Poll mode: received bytes queued for the caller before the worker stops reading.
+    pub recv_queue_limit: usize,
+    /// Extra trusted roots, in DER, parsed from the CA file when it was set.
+    pub extra_roots: Vec<Vec<u8>>,
+    pub tls_verify: bool,
+}
+
+pub const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            headers: Vec::new(),
+            subprotocols: Vec::new(),
+            origin: None,
+            connect_timeout: Duration::from_secs(10),
+            ping_interval: Duration::ZERO,
+            pong_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            max_message_size: DEFAULT_MAX_MESSAGE,
+            max_frame_size: 16 << 20,
+            send_queue_limit: 2 * DEFAULT_MAX_MESSAGE,
+            recv_queue_limit: 2 * DEFAULT_MAX_MESSAGE,
+            extra_roots: Vec::new(),
+            tls_verify: true,
+        }
+    }
+}
+
+/// Headers the handshake itself owns; setting them by hand would break or forge it.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "upgrade",
+    "connection",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-accept",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+    "content-length",
+    "transfer-encoding",
+];
+
+/// An HTTP token (RFC 9110 5.6.2): header names and subprotocol names.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Header values may hold visible characters, spaces and tabs, never CR, LF or NUL.
+fn is_header_value(s: &str) -> bool {
+    s.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
+impl Config {
+    pub fn add_header(&mut self, name: &str, value: &str) -> Result<()> {
+        if !is_token(name) {
+            return Err(Error::invalid_argument(format!("invalid header name {name:?}")));
+        }
+        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(Error::invalid_argument(format!(
+                "header {name:?} is set by the handshake itself and cannot be added"
+            )));
+        }
+        if !is_header_value(value) {
+            return Err(Error::invalid_argument(format!(
+                "value of header {name:?} contains a control character (CR, LF or NUL)"
+            )));
+        }
+        self.headers.push((name.to_owned(), value.to_owned()));
+        Ok(())
+    }
+
+    pub fn add_subprotocol(&mut self, name: &str) -> Result<()> {
+        if !is_token(name) {
+            return Err(Error::invalid_argument(format!("invalid subprotocol name {name:?}")));
+        }
+        if !self.subprotocols.iter().any(|p| p == name) {
+            self.subprotocols.push(name.to_owned());
+        }
+        Ok(())
+    }
+
+    pub fn set_origin(&mut self, origin: &str) -> Result<()> {
+        if origin.is_empty() || !is_header_value(origin) {
+            return Err(Error::invalid_argument(format!("invalid origin {origin:?}")));
+        }
+        self.origin = Some(origin.to_owned());
+        Ok(())
+    }
+
+    /// Reads and parses a PEM file of one or more CA certificates now, so a missing or
+    /// malformed file is reported by the setter rather than by a later connect.
+    pub fn set_ca_file(&mut self, path: &str) -> Result<()> {
+        let pem = std::fs::read(path).map_err(|e| {
+            Error::new(crate::WSC_ERR_TLS, format!("TLS: cannot read CA file {path:?}: {e}"))
+        })?;
+        let certs = native_tls::Certificate::stack_from_pem(&pem).map_err(|e| {
+            Error::new(crate::WSC_ERR_TLS, format!("TLS: cannot parse CA file {path:?}: {e}"))
+        })?;
+        if certs.is_empty() {
+            return Err(Error::new(
+                crate::WSC_ERR_TLS,
+                format!("TLS: CA file {path:?} holds no PEM certificate"),
+            ));
+        }
+        for cert in certs {
+            let der = cert.to_der().map_err(|e| Error::new(crate::WSC_ERR_TLS, format!("TLS: {e}")))?;
+            self.extra_roots.push(der);
+        }
+        Ok(())
+    }
+}
+
+/// Converts a millisecond count from C, refusing zero where zero makes no sense.
+pub fn millis(ms: u32, what: &str, allow_zero: bool) -> Result<Duration> {
+    if ms == 0 && !allow_zero {
+        return Err(Error::invalid_argument(format!("{what} must be greater than 0 ms")));
+    }
+    Ok(Duration::from_millis(u64::from(ms)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_injection_is_refused() {
+        let mut c = Config::default();
+        assert!(c.add_header("X-A", "b\r\nEvil: 1").is_err());
+        assert!(c.add_header("X A", "b").is_err());
+        assert!(c.add_header("sec-websocket-key", "b").is_err());
+        assert!(c.add_header("X-Token", "abc def").is_ok());
+    }
+
+    #[test]
+    fn subprotocol_must_be_token() {
+        let mut c = Config::default();
+        assert!(c.add_subprotocol("chat, evil").is_err());
+        assert!(c.add_subprotocol("").is_err());
+        assert!(c.add_subprotocol("v2.chat").is_ok());
+    }
+}

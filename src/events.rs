@@ -1,0 +1,168 @@
+//! Events the worker reports, and the queue that holds them for callers that poll.
+
+use crate::ffi::status::wsc_status;
+use crate::notify::NotifyFd;
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex};
+use std::time::Instant;
+use tungstenite::Bytes;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// The handshake succeeded; `data` is the negotiated subprotocol (empty if none).
+    Open,
+    Text,
+    Binary,
+    /// A ping arrived (already answered with a pong).
+    Ping,
+    Pong,
+    /// The connection is over; always the last event. `close_code` and `data` (reason).
+    Close,
+    /// A failure; `status` and `data` (message). A `Close` follows.
+    Error,
+    /// A message accepted by a send call that never reached the socket; `data` is its payload.
+    SendFailed,
+}
+
+/// Who ended the connection, carried by `Close` events in `flags`.
+pub const CLOSE_LOCAL: u32 = 1;
+pub const CLOSE_REMOTE: u32 = 2;
+pub const CLOSE_ABNORMAL: u32 = 4;
+
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub kind: EventKind,
+    pub status: wsc_status,
+    pub close_code: u16,
+    pub flags: u32,
+    /// `SendFailed`: the message's send id.
+    pub id: u64,
+    pub data: Bytes,
+}
+
+impl Event {
+    pub fn new(kind: EventKind, data: Bytes) -> Self {
+        Event { kind, status: crate::WSC_OK, close_code: 0, flags: 0, id: 0, data }
+    }
+    pub fn error(err: &crate::Error) -> Self {
+        Event { status: err.status, ..Event::new(EventKind::Error, Bytes::from(err.message.clone())) }
+    }
+    pub fn close(code: u16, reason: Bytes, status: wsc_status, flags: u32) -> Self {
+        Event { status, close_code: code, flags, ..Event::new(EventKind::Close, reason) }
+    }
+}
+
+/// The poll-mode queue. Bounded in bytes by the worker pausing its reads (see `push_batch`).
+pub struct EventQueue {
+    inner: Mutex<Inner>,
+    ready: Condvar,
+    fd: NotifyFd,
+    limit: usize,
+}
+
+struct Inner {
+    events: VecDeque<Event>,
+    bytes: usize,
+    /// The worker stopped reading because the queue was over its limit.
+    reader_paused: bool,
+    /// The final `Close` was queued: nothing more will ever arrive.
+    finished: bool,
+}
+
+pub enum Popped {
+    /// The next event; `resume_reader` tells the caller to wake the paused worker.
+    Event { event: Event, resume_reader: bool },
+    TimedOut,
+    /// The final event was already taken, or the worker never started.
+    Finished,
+}
+
+impl EventQueue {
+    pub fn new(limit: usize) -> std::io::Result<Self> {
+        Ok(EventQueue {
+            inner: Mutex::new(Inner {
+                events: VecDeque::new(),
+                bytes: 0,
+                reader_paused: false,
+                finished: false,
+            }),
+            ready: Condvar::new(),
+            fd: NotifyFd::new()?,
+            limit,
+        })
+    }
+
+    pub fn fd(&self) -> i32 {
+        self.fd.fd()
+    }
+
+    /// Appends the worker's batch under one lock. Returns true when the queue is now over its
+    /// byte limit: the worker must stop reading until a `pop` wakes it.
+    pub fn push_batch(&self, batch: &mut Vec<Event>) -> bool {
+        if batch.is_empty() {
+            return false;
+        }
+        let mut inner = lock(&self.inner);
+        let was_empty = inner.events.is_empty();
+        for ev in batch.drain(..) {
+            inner.finished |= ev.kind == EventKind::Close;
+            inner.bytes += ev.data.len();
+            inner.events.push_back(ev);
+        }
+        let over = inner.bytes > self.limit && !inner.finished;
+        inner.reader_paused |= over;
+        if was_empty {
+            self.fd.set();
+            self.ready.notify_all();
+        }
+        over
+    }
+
+    /// Marks the queue finished without an event (the worker never ran or was detached).
+    pub fn finish(&self) {
+        let mut inner = lock(&self.inner);
+        inner.finished = true;
+        self.ready.notify_all();
+    }
+
+    /// Takes the next event, waiting until `deadline` (None waits forever).
+    pub fn pop(&self, deadline: Option<Instant>) -> Popped {
+        let mut inner = lock(&self.inner);
+        loop {
+            if let Some(event) = inner.events.pop_front() {
+                inner.bytes -= event.data.len();
+                if inner.events.is_empty() {
+                    self.fd.clear();
+                }
+                let resume_reader = inner.reader_paused && inner.bytes <= self.limit / 2;
+                if resume_reader {
+                    inner.reader_paused = false;
+                }
+                return Popped::Event { event, resume_reader };
+            }
+            if inner.finished {
+                return Popped::Finished;
+            }
+            inner = match deadline {
+                None => self.ready.wait(inner).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Popped::TimedOut;
+                    }
+                    self.ready.wait_timeout(inner, d - now).unwrap_or_else(|p| p.into_inner()).0
+                }
+            };
+        }
+    }
+
+    /// Whether the worker is paused on this queue (it checks this before resuming reads).
+    pub fn reader_paused(&self) -> bool {
+        lock(&self.inner).reader_paused
+    }
+}
+
+/// Locks, ignoring poisoning: no code holding these locks can leave the data inconsistent.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

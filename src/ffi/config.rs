@@ -1,0 +1,178 @@
+//! `wsc_config`: connection settings, copied into a client by `wsc_client_new`.
+//!
+//! A config is a plain value: not thread-safe (use it from one thread at a time), and reusable
+//! for any number of clients.
+
+use super::status::*;
+use super::{boundary, object_mut, string};
+use crate::config::{millis, Config};
+use crate::error::Error;
+use std::ffi::c_char;
+
+/// Settings for a client. Create with `wsc_config_new`, free with `wsc_config_free`.
+pub struct wsc_config {
+    pub(crate) inner: Config,
+}
+
+/// Creates a config with the defaults: TLS verification on, connect timeout 10 s, no pings,
+/// pong timeout 10 s, close timeout 5 s, max message 64 MiB, max frame 16 MiB, send and
+/// receive queues 128 MiB each.
+///
+/// Returns NULL only if memory is exhausted. The caller owns the config and frees it with
+/// `wsc_config_free` exactly once; clients keep their own copy, so it may be freed as soon as
+/// `wsc_client_new` returns.
+#[no_mangle]
+pub extern "C" fn wsc_config_new() -> *mut wsc_config {
+    super::boundary_or(std::ptr::null_mut(), || Box::into_raw(Box::new(wsc_config { inner: Config::default() })))
+}
+
+/// Frees a config from `wsc_config_new`. NULL does nothing. Call exactly once per config.
+#[no_mangle]
+pub unsafe extern "C" fn wsc_config_free(cfg: *mut wsc_config) {
+    super::boundary_or((), || {
+        if !cfg.is_null() {
+            // SAFETY: the caller passes a config from wsc_config_new, freed only here.
+            drop(unsafe { Box::from_raw(cfg) });
+        }
+    })
+}
+
+/// Runs a setter on the config behind `cfg`.
+unsafe fn with(cfg: *mut wsc_config, f: impl FnOnce(&mut Config) -> crate::Result<()>) -> wsc_status {
+    // SAFETY: forwarded from the caller of the setter.
+    boundary(|| f(&mut unsafe { object_mut(cfg, "cfg") }?.inner))
+}
+
+/// Adds a header to the opening handshake, e.g. `Authorization`. May be called repeatedly;
+/// a name may repeat. `name` must be an HTTP token; `value` must not contain CR, LF or NUL.
+/// Headers the handshake owns (`Host`, `Upgrade`, `Connection`, `Sec-WebSocket-*`,
+/// `Content-Length`, `Transfer-Encoding`) are refused with `WSC_ERR_INVALID_ARGUMENT`.
+/// Both strings are copied. Header values are never logged.
+#[no_mangle]
+pub unsafe extern "C" fn wsc_config_add_header(cfg: *mut wsc_config, name: *const c_char, value: *const c_char) -> wsc_status {
+    unsafe { with(cfg, |c| c.add_header(string(name, "name")?, string(value, "value")?)) }
+}
+
+/// Offers a subprotocol in `Sec-WebSocket-Protocol`, in the order added. The server's choice
+/// arrives with `WSC_EVENT_OPEN`; a server that picks one not offered fails the handshake.
+/// `name` must be an HTTP token; it is copied.
+#[no_mangle]
+pub unsafe extern "C" fn wsc_config_add_subprotocol(cfg: *mut wsc_config, name: *const c_char) -> wsc_status {
+    unsafe { with(cfg, |c| c.add_subprotocol(string(name, "name")?)) }
+}
+
+/// Sets the `Origin` header of the handshake (none by default). Copied.
+#[no_mangle]
+pub unsafe extern "C" fn wsc_config_set_origin(cfg: *mut wsc_config, origin: *const c_char) -> wsc_status {
+    unsafe { with(cfg, |c| c.set_origin(string(origin, "origin")?)) }
+}
+
+/// Bounds DNS + TCP connect + TLS + HTTP upgrade together (default 10000 ms; 0 is refused).
+/// A server that accepts and then stalls or drips its answer fails with `WSC_ERR_TIMEOUT`.
+#[no_mangle]
+pub unsafe extern "C" fn wsc_config_set_connect_timeout_ms(cfg: *mut wsc_config, ms: u32) -> wsc_status {
+    unsafe { with(cfg, |c| Ok(c.connect_timeout = millis(ms, "connect timeout", false)?)) }
+}
+
+/// Sends a ping every `ms` milliseconds while open (default 0: no pings). Together with the
+/// pong timeout this detects dead connections.
+#[no_mangle]
+pub unsafe extern "C" fn wsc_config_set_ping_interval_ms(cfg: *mut wsc_config, ms: u32) -> wsc_status {
+    unsafe { with(cfg, |c| Ok(c.ping_interval = millis(ms, "ping interval", true)?)) }
+}
+
+/// How long after a ping the server may stay silent (no pong, no frame at all) before the
+/// connection is declared dead: `WSC_EVENT_ERROR` (`WSC_ERR_TIMEOUT`) then `WSC_EVENT_CLOSE`
+/// (1006). Default 10000 ms; 0 is refused. Only used when a ping interval is set.
+#[no_mangle]
+pub unsafe extern "C" fn wsc_config_set_pong_timeout_ms(cfg: *mut wsc_config, ms: u32) -> wsc_status {
+    unsafe { with(cfg, |c| Ok(c.pong_timeout = millis(ms, "pong timeout", false)?)) }
+}
+
+/// How long to wait for the server's side of the close handshake (default 5000 ms; 0 is
+/// refused). A server that never answers gives `WSC_EVENT_ERROR` (`WSC_ERR_TIMEOUT`) and a
+/// `WSC_EVENT_CLOSE` with 1006.
+#[no_mangle]
+pub unsafe extern "C" fn wsc_config_set_close_timeout_ms(cfg: *mut wsc_config, ms: u32) -> wsc_status {
+    unsafe { with(cfg, |c| Ok(c.close_timeout = millis(ms, "close timeout", false)?)) }
+}
+
+/// Largest message accepted in either direction, in bytes (default 64 MiB; 0 is refused).
+/// A larger send is refused with `WSC_ERR_MESSAGE_TOO_LARGE`; a larger incoming message
+/// closes the connection with 1009 before it is buffered whole.
+#[no_mangle]
+pub unsafe extern "C" fn wsc_config_set_max_message_size(cfg: *mut wsc_config, bytes: usize) -> wsc_status {
+    unsafe {
+        with(cfg, |c| {
+            if bytes == 0 {
+                return Err(Error::invalid_argument("max message size must be greater than 0"));
+            }
+            c.max_message_size = bytes;
+            Ok(())
+        })
+    }
+}
+
+/// Largest incoming frame payload, in bytes (default 16 MiB; 0 is refused). Larger frames
+/// close the connection with 1009.
+#[no_mangle]
+pub unsafe extern "C" fn wsc_config_set_max_frame_size(cfg: *mut wsc_config, bytes: usize) -> wsc_status {
+    unsafe {
+        with(cfg, |c| {
+            if bytes == 0 {
+                return Err(Error::invalid_argument("max frame size must be greater than 0"));
+            }
+            c.max_frame_size = bytes;
+            Ok(())
+        })
+    }
+}
+
+/// Bytes that sends may queue ahead of the socket (default 128 MiB; 0 is refused). A send
+/// that would pass it fails with `WSC_ERR_QUEUE_FULL` and nothing is queued; see
+/// `wsc_client_buffered_amount`.
+#[no_mangle]
+pub unsafe extern "C" fn wsc_config_set_send_queue_limit(cfg: *mut wsc_config, bytes: usize) -> wsc_status {
+    unsafe {
+        with(cfg, |c| {
+            if bytes == 0 {
+                return Err(Error::invalid_argument("send queue limit must be greater than 0"));
+            }
+            c.send_queue_limit = bytes;
+            Ok(())
+        })
+    }
+}
+
+/// Poll mode: bytes of received events that may wait for `wsc_client_poll` (default 128 MiB;
+/// 0 is refused). Past it the worker stops reading the socket, so TCP pushes back on the
+/// server; nothing is dropped. Reading resumes when the queue has drained to half.
+#[no_mangle]
+pub unsafe extern "C" fn wsc_config_set_recv_queue_limit(cfg: *mut wsc_config, bytes: usize) -> wsc_status {
+    unsafe {
+        with(cfg, |c| {
+            if bytes == 0 {
+                return Err(Error::invalid_argument("receive queue limit must be greater than 0"));
+            }
+            c.recv_queue_limit = bytes;
+            Ok(())
+        })
+    }
+}
+
+/// Trusts the CA certificates in the PEM file at `pem_path` for `wss://`, in addition to the
+/// system roots. The file is read and parsed now: an unreadable or invalid file gives
+/// `WSC_ERR_TLS` and changes nothing. May be called repeatedly.
+#[no_mangle]
+pub unsafe extern "C" fn wsc_config_set_ca_file(cfg: *mut wsc_config, pem_path: *const c_char) -> wsc_status {
+    unsafe { with(cfg, |c| c.set_ca_file(string(pem_path, "pem_path")?)) }
+}
+
+/// Turns TLS certificate and hostname verification on (`true`, the default) or off.
+///
+/// DANGER: with `false`, any server can impersonate any other and read and alter all
+/// traffic. Use it only against a test server you control; never in production.
+#[no_mangle]
+pub unsafe extern "C" fn wsc_config_set_tls_verify(cfg: *mut wsc_config, verify: bool) -> wsc_status {
+    unsafe { with(cfg, |c| Ok(c.tls_verify = verify)) }
+}

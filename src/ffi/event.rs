@@ -1,0 +1,97 @@
+//! `wsc_event`: the C view of an event, borrowed from the Rust one.
+
+use super::status::{wsc_status, WSC_OK};
+use crate::events::{Event, EventKind};
+
+/// The kind of a `wsc_event`.
+pub type wsc_event_type = i32;
+
+/// No event (the value a zeroed `wsc_event` has).
+pub const WSC_EVENT_NONE: wsc_event_type = 0;
+/// The handshake succeeded. `data`/`len`: the subprotocol the server chose (empty if none).
+pub const WSC_EVENT_OPEN: wsc_event_type = 1;
+/// A text message. `data`/`len`: its UTF-8 payload (not NUL-terminated).
+pub const WSC_EVENT_TEXT: wsc_event_type = 2;
+/// A binary message. `data`/`len`: its payload.
+pub const WSC_EVENT_BINARY: wsc_event_type = 3;
+/// A ping from the server; the pong was already sent. `data`/`len`: its payload.
+pub const WSC_EVENT_PING: wsc_event_type = 4;
+/// A pong from the server. `data`/`len`: its payload.
+pub const WSC_EVENT_PONG: wsc_event_type = 5;
+/// The connection is over; always the last event, exactly one per connection.
+/// `close_code`: the server's code; or the code the client sent when it closed because of a
+/// server fault; or 1006 when the connection dropped without a close frame (1005: the server's
+/// close frame had no code). `data`/`len`: the reason. `status`: `WSC_OK` for a clean close,
+/// else why it was not clean. `flags`: `WSC_CLOSE_LOCAL`, `WSC_CLOSE_REMOTE`, `WSC_CLOSE_ABNORMAL`.
+pub const WSC_EVENT_CLOSE: wsc_event_type = 6;
+/// A failure: `status` says which, `data`/`len` a human-readable message. A `WSC_EVENT_CLOSE`
+/// follows.
+pub const WSC_EVENT_ERROR: wsc_event_type = 7;
+/// A message accepted by a send call that never reached the socket because the connection
+/// ended first. `data`/`len`: its payload; `flags`: its type (`WSC_EVENT_TEXT`,
+/// `WSC_EVENT_BINARY` or `WSC_EVENT_PING`); `id`: its send id; `status`: why.
+/// Comes before the final `WSC_EVENT_CLOSE`.
+pub const WSC_EVENT_SEND_FAILED: wsc_event_type = 8;
+
+/// `flags` of a `WSC_EVENT_CLOSE`: the client started the close (`wsc_client_close`, or a
+/// server fault it answered with a close frame).
+pub const WSC_CLOSE_LOCAL: u32 = crate::events::CLOSE_LOCAL;
+/// `flags` of a `WSC_EVENT_CLOSE`: the server started the close handshake.
+pub const WSC_CLOSE_REMOTE: u32 = crate::events::CLOSE_REMOTE;
+/// `flags` of a `WSC_EVENT_CLOSE`: no close handshake completed (connection lost, timed out,
+/// or never opened).
+pub const WSC_CLOSE_ABNORMAL: u32 = crate::events::CLOSE_ABNORMAL;
+
+/// One event. Filled in by the library; the caller only reads it.
+///
+/// `data` is owned by the library. In callback mode it is valid until the callback returns;
+/// in poll mode until the next `wsc_client_poll` or `wsc_client_free` on the same client.
+/// Copy what you need to keep. `data` is never NULL (it points at an empty string when `len` is 0).
+#[repr(C)]
+pub struct wsc_event {
+    /// One of `WSC_EVENT_*`.
+    pub r#type: wsc_event_type,
+    /// `WSC_EVENT_ERROR`, `WSC_EVENT_SEND_FAILED` and `WSC_EVENT_CLOSE`: the reason; else `WSC_OK`.
+    pub status: wsc_status,
+    /// `WSC_EVENT_CLOSE`: the close code; else 0.
+    pub close_code: u16,
+    /// `WSC_EVENT_CLOSE`: `WSC_CLOSE_*` bits; `WSC_EVENT_SEND_FAILED`: the message type; else 0.
+    pub flags: u32,
+    /// The payload, reason, message or subprotocol (see the event types). Not NUL-terminated.
+    pub data: *const u8,
+    /// Length of `data` in bytes.
+    pub len: usize,
+    /// `WSC_EVENT_SEND_FAILED`: the send id that `wsc_client_send` returned; else 0.
+    pub id: u64,
+}
+
+/// What `data` points at when there is no payload, so C code never sees NULL.
+static EMPTY: [u8; 1] = [0];
+
+pub(crate) fn event_type(kind: EventKind) -> wsc_event_type {
+    match kind {
+        EventKind::Open => WSC_EVENT_OPEN,
+        EventKind::Text => WSC_EVENT_TEXT,
+        EventKind::Binary => WSC_EVENT_BINARY,
+        EventKind::Ping => WSC_EVENT_PING,
+        EventKind::Pong => WSC_EVENT_PONG,
+        EventKind::Close => WSC_EVENT_CLOSE,
+        EventKind::Error => WSC_EVENT_ERROR,
+        EventKind::SendFailed => WSC_EVENT_SEND_FAILED,
+    }
+}
+
+impl wsc_event {
+    /// A view of `ev` that borrows its payload.
+    pub(crate) fn view(ev: &Event) -> wsc_event {
+        wsc_event {
+            r#type: event_type(ev.kind),
+            status: ev.status,
+            close_code: ev.close_code,
+            flags: ev.flags,
+            data: if ev.data.is_empty() { EMPTY.as_ptr() } else { ev.data.as_ptr() },
+            len: ev.data.len(),
+            id: ev.id,
+        }
+    }
+}

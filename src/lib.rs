@@ -1,0 +1,30 @@
+//! libwsclient: a WebSocket client with a C ABI.
+//!
+//! The crate is split in two layers:
+//! - a safe Rust core ([`Client`], [`Config`], the worker thread and its transport) that knows
+//!   nothing about C;
+//! - a thin `extern "C"` shell in [`ffi`], one module per C object, which checks every pointer,
+//!   converts arguments and keeps panics from crossing the boundary.
+//!
+//! `include/wsclient.h` is generated from the `ffi` module by cbindgen.
+
+#![allow(clippy::missing_safety_doc)]
+
+mod client;
+mod config;
+mod error;
+mod events;
+mod heartbeat;
+mod notify;
+mod outbox;
+mod target;
+mod transport;
+mod worker;
+
+pub mod ffi;
+
+pub use client::{Client, EventHandler, State};
+pub use config::Config;
+pub use error::{Error, Result};
+pub use events::{Event, EventKind};
+pub use ffi::status::*;

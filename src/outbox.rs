@@ -1,0 +1,146 @@
+//! The path from calling threads to the worker: a channel of outgoing messages, a gate that
+//! closes it without losing a message, byte accounting for backpressure, and the waker.
+
+use crate::error::{Error, Result};
+use crate::events::lock;
+use crate::{WSC_ERR_NOT_CONNECTED, WSC_ERR_QUEUE_FULL};
+use crossbeam_channel::{Receiver, Sender};
+use once_cell::sync::OnceCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::Mutex;
+use tungstenite::Message;
+
+pub struct Outgoing {
+    pub id: u64,
+    pub msg: Message,
+}
+
+impl Outgoing {
+    pub fn len(&self) -> usize {
+        self.msg.len()
+    }
+}
+
+/// What the caller asked the worker to do besides sending.
+#[derive(Default)]
+pub struct Control {
+    /// `wsc_client_close`: code and reason.
+    pub close: Option<(u16, String)>,
+    /// `wsc_client_free`: stop now, deliver nothing more.
+    pub shutdown: bool,
+}
+
+const GATE_CLOSED: usize = 1 << (usize::BITS - 1);
+
+pub struct Outbox {
+    tx: Sender<Outgoing>,
+    rx: Receiver<Outgoing>,
+    /// High bit: closed to new messages. Low bits: senders between check and push.
+    gate: AtomicUsize,
+    queued_bytes: AtomicUsize,
+    limit: usize,
+    next_id: AtomicU64,
+    /// Set by the first sender after the worker last looked; clears on the worker's side.
+    wake_pending: AtomicBool,
+    waker: OnceCell<mio::Waker>,
+    pub control: Mutex<Control>,
+}
+
+impl Outbox {
+    pub fn new(limit: usize) -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Outbox {
+            tx,
+            rx,
+            gate: AtomicUsize::new(GATE_CLOSED),
+            queued_bytes: AtomicUsize::new(0),
+            limit,
+            next_id: AtomicU64::new(1),
+            wake_pending: AtomicBool::new(false),
+            waker: OnceCell::new(),
+            control: Mutex::new(Control::default()),
+        }
+    }
+
+    /// Called once at connect: from now on the worker can be woken and messages accepted.
+    pub fn open(&self, waker: mio::Waker) {
+        let _ = self.waker.set(waker);
+        self.gate.fetch_and(!GATE_CLOSED, SeqCst);
+    }
+
+    /// Queues a message for the worker; returns its send id.
+    pub fn push(&self, msg: Message) -> Result<u64> {
+        let len = msg.len();
+        if self.gate.fetch_add(1, SeqCst) & GATE_CLOSED != 0 {
+            self.gate.fetch_sub(1, SeqCst);
+            return Err(Error::new(WSC_ERR_NOT_CONNECTED, "not connected: the client is closing, closed, or was never connected"));
+        }
+        let result = self.push_open(msg, len);
+        self.gate.fetch_sub(1, SeqCst);
+        result
+    }
+
+    fn push_open(&self, msg: Message, len: usize) -> Result<u64> {
+        let queued = self.queued_bytes.fetch_add(len, SeqCst) + len;
+        if queued > self.limit {
+            self.queued_bytes.fetch_sub(len, SeqCst);
+            return Err(Error::new(
+                WSC_ERR_QUEUE_FULL,
+                format!("send queue full: {} bytes queued, limit {}", queued - len, self.limit),
+            ));
+        }
+        let id = self.next_id.fetch_add(1, SeqCst);
+        // The receiver lives as long as self, so this cannot fail.
+        let _ = self.tx.send(Outgoing { id, msg });
+        if !self.wake_pending.swap(true, SeqCst) {
+            self.wake();
+        }
+        Ok(id)
+    }
+
+    /// Closes the gate and waits out senders already past it, so that every message pushed
+    /// so far is in the channel. Returns false if it was already closed.
+    pub fn close_gate(&self) -> bool {
+        let prev = self.gate.fetch_or(GATE_CLOSED, SeqCst);
+        while self.gate.load(SeqCst) & !GATE_CLOSED != 0 {
+            std::hint::spin_loop();
+        }
+        prev & GATE_CLOSED == 0
+    }
+
+    pub fn wake(&self) {
+        if let Some(w) = self.waker.get() {
+            let _ = w.wake();
+        }
+    }
+
+    /// Asks the worker to act on `control`.
+    pub fn request(&self, f: impl FnOnce(&mut Control)) {
+        f(&mut lock(&self.control));
+        self.wake();
+    }
+
+    /// Worker side: re-arm the wake-up before draining, so a later push wakes it again.
+    pub fn rearm(&self) {
+        self.wake_pending.store(false, SeqCst);
+    }
+
+    pub fn try_take(&self) -> Option<Outgoing> {
+        self.rx.try_recv().ok()
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.rx.is_empty()
+    }
+
+    /// Worker side: `n` bytes left the queue (handed to the socket or reported as failed).
+    pub fn release(&self, n: usize) {
+        if n > 0 {
+            self.queued_bytes.fetch_sub(n, SeqCst);
+        }
+    }
+
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(SeqCst)
+    }
+}

@@ -1,0 +1,289 @@
+//! Opening the connection: DNS, a non-blocking TCP connect, TLS and the HTTP upgrade, all
+//! bounded by one deadline and abandoned at once when the caller closes or frees the client.
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::events::lock;
+use crate::outbox::Outbox;
+use crate::target::Target;
+use crate::*;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Instant;
+use tungstenite::client::IntoClientRequest;
+use tungstenite::handshake::client::{ClientHandshake, Response};
+use tungstenite::handshake::HandshakeError;
+use tungstenite::http::HeaderValue;
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::WebSocket;
+
+pub const WAKER: Token = Token(0);
+pub const SOCKET: Token = Token(1);
+
+/// The socket under the WebSocket: plain TCP or TLS over it. Records whether any bytes
+/// arrived, which the heartbeat counts as a sign of life.
+pub struct Stream {
+    inner: Inner,
+    pub got_bytes: bool,
+}
+
+enum Inner {
+    Plain(TcpStream),
+    Tls(Box<native_tls::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    pub fn tcp(&self) -> &TcpStream {
+        match &self.inner {
+            Inner::Plain(s) => s,
+            Inner::Tls(s) => s.get_ref(),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = match &mut self.inner {
+            Inner::Plain(s) => s.read(buf)?,
+            Inner::Tls(s) => s.read(buf)?,
+        };
+        self.got_bytes |= n > 0;
+        Ok(n)
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.inner {
+            Inner::Plain(s) => s.write(buf),
+            Inner::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.inner {
+            Inner::Plain(s) => s.flush(),
+            Inner::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// The worker's poller while connecting.
+pub struct Io<'a> {
+    pub poll: &'a mut Poll,
+    pub events: &'a mut Events,
+    pub outbox: &'a Outbox,
+    pub deadline: Instant,
+}
+
+impl Io<'_> {
+    /// Waits for the next socket event, failing on the deadline or a close/free request.
+    fn wait(&mut self, what: &str) -> Result<()> {
+        loop {
+            self.check_cancelled()?;
+            let now = Instant::now();
+            if now >= self.deadline {
+                return Err(Error::new(WSC_ERR_TIMEOUT, format!("timed out {what}")));
+            }
+            match self.poll.poll(self.events, Some(self.deadline - now)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::new(WSC_ERR_INTERNAL, format!("poll failed: {e}"))),
+            }
+            if self.events.iter().any(|e| e.token() == SOCKET) {
+                return Ok(());
+            }
+        }
+    }
+
+    fn check_cancelled(&self) -> Result<()> {
+        let control = lock(&self.outbox.control);
+        if control.shutdown || control.close.is_some() {
+            return Err(Error::new(WSC_ERR_NOT_CONNECTED, "closed before the connection opened"));
+        }
+        Ok(())
+    }
+}
+
+/// What a successful open gives the worker.
+pub struct Opened {
+    pub ws: WebSocket<Stream>,
+    pub subprotocol: String,
+}
+
+pub fn open(io: &mut Io, target: &Target, config: &Config) -> Result<Opened> {
+    let tcp = connect_tcp(io, target)?;
+    let stream = if target.tls { start_tls(io, target, config, tcp)? } else { Stream { inner: Inner::Plain(tcp), got_bytes: false } };
+    upgrade(io, target, config, stream)
+}
+
+fn resolve(target: &Target) -> Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
+        .to_socket_addrs()
+        .map_err(|e| Error::new(WSC_ERR_CONNECT, format!("cannot resolve {:?}: {e}", target.host)))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(Error::new(WSC_ERR_CONNECT, format!("{:?} has no address", target.host)));
+    }
+    Ok(addrs)
+}
+
+/// Tries each resolved address in turn until one accepts.
+fn connect_tcp(io: &mut Io, target: &Target) -> Result<TcpStream> {
+    let mut last = None;
+    for addr in resolve(target)? {
+        io.check_cancelled()?;
+        match connect_addr(io, addr) {
+            Ok(s) => return Ok(s),
+            Err(e) if e.status == WSC_ERR_CONNECT => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.expect("resolve returns at least one address"))
+}
+
+fn connect_addr(io: &mut Io, addr: SocketAddr) -> Result<TcpStream> {
+    let refused = |e: io::Error| Error::new(WSC_ERR_CONNECT, format!("cannot connect to {addr}: {e}"));
+    let mut sock = TcpStream::connect(addr).map_err(refused)?;
+    io.poll
+        .registry()
+        .register(&mut sock, SOCKET, Interest::READABLE | Interest::WRITABLE)
+        .map_err(|e| Error::new(WSC_ERR_INTERNAL, format!("cannot register socket: {e}")))?;
+    loop {
+        if let Err(e) = io.wait(&format!("connecting to {addr}")) {
+            let _ = io.poll.registry().deregister(&mut sock);
+            return Err(e);
+        }
+        // Per mio: the connect finished once the socket reports an error or has a peer.
+        if let Ok(Some(e)) | Err(e) = sock.take_error() {
+            let _ = io.poll.registry().deregister(&mut sock);
+            return Err(refused(e));
+        }
+        match sock.peer_addr() {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => continue,
+            Err(e) => {
+                let _ = io.poll.registry().deregister(&mut sock);
+                return Err(refused(e));
+            }
+        }
+    }
+    let _ = sock.set_nodelay(true);
+    Ok(sock)
+}
+
+fn tls_connector(config: &Config) -> Result<native_tls::TlsConnector> {
+    let mut b = native_tls::TlsConnector::builder();
+    for der in &config.extra_roots {
+        let cert = native_tls::Certificate::from_der(der).map_err(|e| Error::new(WSC_ERR_TLS, format!("TLS: {e}")))?;
+        b.add_root_certificate(cert);
+    }
+    if !config.tls_verify {
+        b.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
+    }
+    b.build().map_err(|e| Error::new(WSC_ERR_TLS, format!("TLS: cannot set up: {e}")))
+}
+
+fn start_tls(io: &mut Io, target: &Target, config: &Config, tcp: TcpStream) -> Result<Stream> {
+    let tls_err = |e: &dyn std::fmt::Display| Error::new(WSC_ERR_TLS, format!("TLS: {e} (host {})", target.host));
+    let mut attempt = tls_connector(config)?.connect(&target.host, tcp);
+    loop {
+        match attempt {
+            Ok(s) => return Ok(Stream { inner: Inner::Tls(Box::new(s)), got_bytes: false }),
+            Err(native_tls::HandshakeError::Failure(e)) => return Err(tls_err(&e)),
+            Err(native_tls::HandshakeError::WouldBlock(mid)) => {
+                io.wait("during the TLS handshake")?;
+                attempt = mid.handshake();
+            }
+        }
+    }
+}
+
+fn ws_config(config: &Config) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(config.max_message_size))
+        .max_frame_size(Some(config.max_frame_size))
+}
+
+fn build_request(target: &Target, config: &Config) -> Result<tungstenite::handshake::client::Request> {
+    let bad = |e: &dyn std::fmt::Display| Error::new(WSC_ERR_INVALID_ARGUMENT, format!("cannot build the handshake request: {e}"));
+    let mut req = target.url.as_str().into_client_request().map_err(|e| bad(&e))?;
+    let headers = req.headers_mut();
+    let mut add = |name: &str, value: &str| -> Result<()> {
+        let name = tungstenite::http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| bad(&e))?;
+        headers.append(name, HeaderValue::from_str(value).map_err(|e| bad(&e))?);
+        Ok(())
+    };
+    if let Some(origin) = &config.origin {
+        add("Origin", origin)?;
+    }
+    if !config.subprotocols.is_empty() {
+        add("Sec-WebSocket-Protocol", &config.subprotocols.join(", "))?;
+    }
+    for (name, value) in &config.headers {
+        add(name, value)?;
+    }
+    Ok(req)
+}
+
+fn upgrade(io: &mut Io, target: &Target, config: &Config, stream: Stream) -> Result<Opened> {
+    let req = build_request(target, config)?;
+    let mut attempt = ClientHandshake::start(stream, req, Some(ws_config(config)))
+        .map_err(|e| handshake_error(&e))?
+        .handshake();
+    let (ws, response) = loop {
+        match attempt {
+            Ok(done) => break done,
+            Err(HandshakeError::Failure(e)) => return Err(handshake_error(&e)),
+            Err(HandshakeError::Interrupted(mid)) => {
+                io.wait("waiting for the handshake response")?;
+                attempt = mid.handshake();
+            }
+        }
+    };
+    check_response(&response)?;
+    let subprotocol = response
+        .headers()
+        .get("Sec-WebSocket-Protocol")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    Ok(Opened { ws, subprotocol })
+}
+
+/// What tungstenite leaves to the caller: we offer no extension, so none may be accepted.
+fn check_response(response: &Response) -> Result<()> {
+    if let Some(ext) = response.headers().get("Sec-WebSocket-Extensions") {
+        return Err(Error::new(
+            WSC_ERR_HANDSHAKE,
+            format!("handshake: server accepted an extension that was not offered: {ext:?}"),
+        ));
+    }
+    Ok(())
+}
+
+fn handshake_error(err: &tungstenite::Error) -> Error {
+    use tungstenite::Error as E;
+    match err {
+        E::Http(resp) => {
+            let status = resp.status();
+            Error::new(
+                WSC_ERR_HANDSHAKE,
+                format!(
+                    "handshake: server answered HTTP {} {} instead of 101 Switching Protocols",
+                    status.as_u16(),
+                    status.canonical_reason().unwrap_or("")
+                ),
+            )
+        }
+        E::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof || e.kind() == io::ErrorKind::ConnectionReset => {
+            Error::new(WSC_ERR_HANDSHAKE, format!("handshake: connection closed by the server before a response: {e}"))
+        }
+        E::Io(e) => Error::new(WSC_ERR_IO, format!("I/O during the handshake: {e}")),
+        E::Tls(e) => Error::new(WSC_ERR_TLS, format!("TLS: {e}")),
+        E::AttackAttempt => Error::new(WSC_ERR_HANDSHAKE, "handshake: response headers too large or sent too slowly"),
+        E::Capacity(e) => Error::new(WSC_ERR_HANDSHAKE, format!("handshake: {e}")),
+        other => Error::new(WSC_ERR_HANDSHAKE, format!("handshake: {other}")),
+    }
+}

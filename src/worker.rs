@@ -1,0 +1,503 @@
+//! The per-client worker thread: connects, then drives the socket non-blocking with a poller,
+//! woken at once by senders, and reports everything that happens as events.
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::events::{lock, Event, EventKind, EventQueue, CLOSE_ABNORMAL, CLOSE_LOCAL, CLOSE_REMOTE};
+use crate::heartbeat::{Beat, Heartbeat};
+use crate::outbox::Outbox;
+use crate::target::Target;
+use crate::transport::{self, Io, Stream, SOCKET, WAKER};
+use crate::*;
+use mio::{Events, Poll};
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::{Bytes, Message, WebSocket};
+
+/// Messages read per wake-up before the worker turns to sending, so neither side starves.
+const READ_BUDGET: usize = 256;
+/// Bytes handed to tungstenite per batch before it flushes and looks at reads again.
+const WRITE_BATCH: usize = 1 << 20;
+/// Poll mode: hand events to the caller at least this often while reading a burst.
+const EVENT_BATCH: usize = 64;
+
+/// State shared by the client handle and its worker.
+pub struct Shared {
+    pub target: Target,
+    pub config: Config,
+    pub outbox: Outbox,
+    pub state: AtomicU8,
+    /// The client was freed: deliver nothing more and exit.
+    pub stop: AtomicBool,
+}
+
+pub const STATE_IDLE: u8 = 0;
+pub const STATE_CONNECTING: u8 = 1;
+pub const STATE_OPEN: u8 = 2;
+pub const STATE_CLOSING: u8 = 3;
+pub const STATE_CLOSED: u8 = 4;
+
+/// Where events go: the caller's handler on this thread, or the poll queue.
+pub enum Sink {
+    Callback(crate::EventHandler),
+    Queue(Arc<EventQueue>),
+}
+
+/// How a connection ended, turned into the final events by `finish`.
+struct End {
+    error: Option<Error>,
+    code: u16,
+    reason: Bytes,
+    flags: u32,
+    status: wsc_status,
+}
+
+impl End {
+    fn clean(code: u16, reason: Bytes, flags: u32) -> Self {
+        End { error: None, code, reason, flags, status: WSC_OK }
+    }
+    fn failed(error: Error, code: u16, flags: u32) -> Self {
+        let status = error.status;
+        End { error: Some(error), code, reason: Bytes::new(), flags, status }
+    }
+}
+
+/// The open connection and what the loop knows about it.
+struct Conn {
+    ws: WebSocket<Stream>,
+    read_ready: bool,
+    write_blocked: bool,
+    want_flush: bool,
+    heartbeat: Heartbeat,
+    /// Code of the close frame we sent.
+    close_sent: Option<u16>,
+    /// Status of the server fault that made us send it, if one did.
+    failure: Option<wsc_status>,
+    /// Code and reason of the close frame the server sent.
+    close_received: Option<(u16, Bytes)>,
+    close_deadline: Option<Instant>,
+}
+
+pub struct Worker {
+    shared: Arc<Shared>,
+    sink: Sink,
+    batch: Vec<Event>,
+    paused: bool,
+    poll: Poll,
+    events: Events,
+}
+
+pub fn spawn(shared: Arc<Shared>, poll: Poll, sink: Sink) -> io::Result<std::thread::JoinHandle<()>> {
+    let worker = Worker { shared, sink, batch: Vec::new(), paused: false, poll, events: Events::with_capacity(16) };
+    std::thread::Builder::new().name("wsclient".into()).spawn(move || worker.run())
+}
+
+impl Worker {
+    fn run(mut self) {
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.run_connection()));
+        if let Err(panic) = outcome {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let err = Error::new(WSC_ERR_INTERNAL, format!("internal error: worker panicked: {what}"));
+            // The panic may have come from inside `finish`; reporting again is still right.
+            let _ = catch_unwind(AssertUnwindSafe(|| self.finish(End::failed(err, 1006, CLOSE_ABNORMAL))));
+        }
+        if let Sink::Queue(q) = &self.sink {
+            q.finish();
+        }
+    }
+
+    fn run_connection(&mut self) {
+        let shared = Arc::clone(&self.shared);
+        let config = &shared.config;
+        let opened = {
+            let mut io = Io {
+                poll: &mut self.poll,
+                events: &mut self.events,
+                outbox: &shared.outbox,
+                deadline: Instant::now() + config.connect_timeout,
+            };
+            transport::open(&mut io, &shared.target, config)
+        };
+        let opened = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                let closed_by_caller = lock(&shared.outbox.control).close.is_some();
+                let end = if closed_by_caller {
+                    End { status: WSC_OK, ..End::clean(1006, Bytes::from_static(b"closed before open"), CLOSE_LOCAL) }
+                } else {
+                    End::failed(e, 1006, CLOSE_ABNORMAL)
+                };
+                return self.finish(end);
+            }
+        };
+        let now = Instant::now();
+        let mut conn = Conn {
+            ws: opened.ws,
+            // The handshake may have read frames already: look before waiting.
+            read_ready: true,
+            write_blocked: false,
+            want_flush: false,
+            heartbeat: Heartbeat::new(config.ping_interval, config.pong_timeout, now),
+            close_sent: None,
+            failure: None,
+            close_received: None,
+            close_deadline: None,
+        };
+        let _ = shared.state.compare_exchange(STATE_CONNECTING, STATE_OPEN, SeqCst, SeqCst);
+        self.emit(Event::new(EventKind::Open, Bytes::from(opened.subprotocol)));
+        self.deliver();
+        let end = self.drive(&mut conn, now);
+        if let Some(end) = end {
+            self.finish(end);
+        } else {
+            self.leave_quietly(&mut conn);
+        }
+    }
+
+    /// The open-connection loop. Returns how it ended, or None when the client was freed.
+    fn drive(&mut self, conn: &mut Conn, mut now: Instant) -> Option<End> {
+        let shared = Arc::clone(&self.shared);
+        loop {
+            let timeout = self.next_timeout(conn, now);
+            if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Some(End::failed(Error::new(WSC_ERR_INTERNAL, format!("poll failed: {e}")), 1006, CLOSE_ABNORMAL));
+                }
+            }
+            now = Instant::now();
+            let mut woken = false;
+            for ev in self.events.iter() {
+                if ev.token() == WAKER {
+                    woken = true;
+                } else if ev.token() == SOCKET {
+                    conn.read_ready |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                    if ev.is_writable() || ev.is_error() {
+                        conn.write_blocked = false;
+                        conn.want_flush = true;
+                    }
+                }
+            }
+            if shared.stop.load(SeqCst) {
+                return None;
+            }
+            if woken {
+                shared.outbox.rearm();
+                if let Sink::Queue(q) = &self.sink {
+                    self.paused &= q.reader_paused();
+                }
+                let close = lock(&shared.outbox.control).close.take();
+                if let Some((code, reason)) = close {
+                    if let Err(e) = self.start_close(conn, code, reason, now) {
+                        return Some(self.io_failure(conn, e));
+                    }
+                }
+            }
+            if let Err(e) = self.pump(conn) {
+                return Some(self.io_failure(conn, e));
+            }
+            if conn.read_ready && !self.paused {
+                if let Some(end) = self.read_some(conn, now) {
+                    return Some(end);
+                }
+            }
+            if let Some(end) = self.check_timers(conn, now) {
+                return Some(end);
+            }
+            self.deliver();
+        }
+    }
+
+    fn next_timeout(&self, conn: &Conn, now: Instant) -> Option<Duration> {
+        let busy = (conn.read_ready && !self.paused)
+            || (!conn.write_blocked && (conn.want_flush || self.shared.outbox.has_pending()));
+        if busy {
+            return Some(Duration::ZERO);
+        }
+        let heartbeat = if conn.close_sent.is_none() && conn.close_received.is_none() && !self.paused {
+            conn.heartbeat.next_deadline()
+        } else {
+            None
+        };
+        let deadline = match (heartbeat, conn.close_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        deadline.map(|d| d.saturating_duration_since(now))
+    }
+
+    /// Hands queued messages to tungstenite and flushes once per batch.
+    fn pump(&mut self, conn: &mut Conn) -> std::result::Result<(), tungstenite::Error> {
+        let outbox = &self.shared.outbox;
+        let mut batch = 0;
+        while !conn.write_blocked && batch < WRITE_BATCH {
+            let Some(out) = outbox.try_take() else { break };
+            let len = out.len();
+            batch += len;
+            let res = conn.ws.write(out.msg);
+            outbox.release(len);
+            match res {
+                Ok(()) => {}
+                // The frame is buffered; the rest goes out when the socket is writable.
+                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => conn.write_blocked = true,
+                Err(e) => return Err(e),
+            }
+            conn.want_flush = true;
+        }
+        if conn.want_flush && !conn.write_blocked {
+            match conn.ws.flush() {
+                Ok(()) => conn.want_flush = false,
+                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => conn.write_blocked = true,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// `wsc_client_close`: everything queued before it goes out first, then the close frame.
+    fn start_close(&mut self, conn: &mut Conn, code: u16, reason: String, now: Instant) -> std::result::Result<(), tungstenite::Error> {
+        if conn.close_sent.is_some() || conn.close_received.is_some() {
+            return Ok(());
+        }
+        self.shared.state.store(STATE_CLOSING, SeqCst);
+        let outbox = &self.shared.outbox;
+        while let Some(out) = outbox.try_take() {
+            let len = out.len();
+            let res = conn.ws.write(out.msg);
+            outbox.release(len);
+            would_block_ok(res)?;
+        }
+        conn.close_sent = Some(code);
+        conn.close_deadline = Some(now + self.shared.config.close_timeout);
+        conn.want_flush = true;
+        would_block_ok(conn.ws.close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() })))
+    }
+
+    fn read_some(&mut self, conn: &mut Conn, now: Instant) -> Option<End> {
+        let mut end = None;
+        for n in 0..READ_BUDGET {
+            match conn.ws.read() {
+                Ok(msg) => self.on_message(conn, msg, now),
+                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.read_ready = false;
+                    break;
+                }
+                Err(e) => {
+                    end = self.on_read_error(conn, e, now);
+                    if end.is_some() {
+                        break;
+                    }
+                }
+            }
+            if n % EVENT_BATCH == EVENT_BATCH - 1 {
+                self.deliver();
+                if self.paused {
+                    break;
+                }
+            }
+        }
+        let stream = conn.ws.get_mut();
+        if stream.got_bytes {
+            stream.got_bytes = false;
+            conn.heartbeat.on_traffic();
+        }
+        end
+    }
+
+    fn on_message(&mut self, conn: &mut Conn, msg: Message, now: Instant) {
+        let event = match msg {
+            Message::Text(t) => Event::new(EventKind::Text, t.into()),
+            Message::Binary(b) => Event::new(EventKind::Binary, b),
+            Message::Ping(p) => {
+                // tungstenite queued the pong; make sure it is flushed.
+                conn.want_flush = true;
+                Event::new(EventKind::Ping, p)
+            }
+            Message::Pong(p) => Event::new(EventKind::Pong, p),
+            Message::Close(frame) => {
+                let (code, reason) = match frame {
+                    Some(f) => (u16::from(f.code), Bytes::from(f.reason)),
+                    None => (1005, Bytes::new()),
+                };
+                if conn.close_sent.is_none() {
+                    // The server closes first: tungstenite queued the echo; close the gate.
+                    self.shared.outbox.close_gate();
+                    self.shared.state.store(STATE_CLOSING, SeqCst);
+                    conn.close_deadline = Some(now + self.shared.config.close_timeout);
+                    conn.want_flush = true;
+                }
+                conn.close_received = Some((code, reason));
+                return;
+            }
+            Message::Frame(_) => return,
+        };
+        self.emit(event);
+    }
+
+    /// Decides what a read error means: the normal end, an abnormal drop, or a server fault
+    /// that we answer with a close frame of the matching code.
+    fn on_read_error(&mut self, conn: &mut Conn, err: tungstenite::Error, now: Instant) -> Option<End> {
+        use tungstenite::Error as E;
+        if matches!(err, E::ConnectionClosed | E::AlreadyClosed) || conn.close_sent.is_some() || conn.close_received.is_some() {
+            return Some(self.closing_end(conn));
+        }
+        let e = Error::from_ws(&err);
+        let code = match (&err, e.status) {
+            (E::Io(_), _) | (E::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake), _) => {
+                let e = Error::new(WSC_ERR_IO, format!("connection lost without a close frame: {err}"));
+                return Some(End::failed(e, 1006, CLOSE_ABNORMAL));
+            }
+            (_, WSC_ERR_INVALID_UTF8) => 1007,
+            (_, WSC_ERR_MESSAGE_TOO_LARGE) => 1009,
+            _ => 1002,
+        };
+        self.emit(Event::error(&e));
+        self.shared.outbox.close_gate();
+        self.shared.state.store(STATE_CLOSING, SeqCst);
+        conn.close_sent = Some(code);
+        conn.failure = Some(e.status);
+        conn.close_deadline = Some(now + self.shared.config.close_timeout);
+        conn.want_flush = true;
+        let reason = e.message.chars().take(100).collect::<String>();
+        if would_block_ok(conn.ws.close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }))).is_err() {
+            return Some(End { status: e.status, ..End::clean(code, Bytes::new(), CLOSE_LOCAL) });
+        }
+        None
+    }
+
+    /// The end of a connection whose close handshake has begun (or completed).
+    fn closing_end(&self, conn: &Conn) -> End {
+        match (conn.close_sent, &conn.close_received) {
+            (Some(code), _) if conn.failure.is_some() => {
+                End { status: conn.failure.unwrap_or(WSC_ERR_PROTOCOL), ..End::clean(code, Bytes::new(), CLOSE_LOCAL) }
+            }
+            (Some(_), Some((code, reason))) => End::clean(*code, reason.clone(), CLOSE_LOCAL),
+            (None, Some((code, reason))) => End::clean(*code, reason.clone(), CLOSE_REMOTE),
+            (Some(_), None) | (None, None) => End::failed(
+                Error::new(WSC_ERR_IO, "connection lost without a close frame"),
+                1006,
+                CLOSE_ABNORMAL,
+            ),
+        }
+    }
+
+    fn check_timers(&mut self, conn: &mut Conn, now: Instant) -> Option<End> {
+        if let Some(deadline) = conn.close_deadline {
+            if now < deadline {
+                return None;
+            }
+            if conn.close_received.is_some() || conn.failure.is_some() {
+                return Some(self.closing_end(conn));
+            }
+            let ms = self.shared.config.close_timeout.as_millis();
+            let e = Error::new(WSC_ERR_TIMEOUT, format!("the server did not answer the close handshake within {ms} ms"));
+            return Some(End::failed(e, 1006, CLOSE_ABNORMAL | CLOSE_LOCAL));
+        }
+        if self.paused {
+            conn.heartbeat.suspend();
+            return None;
+        }
+        match conn.heartbeat.check(now) {
+            Beat::Idle => None,
+            Beat::SendPing => {
+                if let Err(e) = would_block_ok(conn.ws.write(Message::Ping(Bytes::new()))) {
+                    return Some(self.io_failure(conn, e));
+                }
+                conn.want_flush = true;
+                None
+            }
+            Beat::Dead => {
+                let ms = conn.heartbeat.pong_timeout().as_millis();
+                let e = Error::new(WSC_ERR_TIMEOUT, format!("no pong or other traffic from the server within {ms} ms of a ping"));
+                Some(End::failed(e, 1006, CLOSE_ABNORMAL))
+            }
+        }
+    }
+
+    /// A write failed: the connection is gone unless a close handshake was under way.
+    fn io_failure(&mut self, conn: &Conn, err: tungstenite::Error) -> End {
+        if conn.close_received.is_some() || conn.close_sent.is_some() {
+            return self.closing_end(conn);
+        }
+        End::failed(Error::from_ws(&err), 1006, CLOSE_ABNORMAL)
+    }
+
+    /// `wsc_client_free` while open: best effort to send what was queued and a 1001 close,
+    /// without waiting for the server.
+    fn leave_quietly(&mut self, conn: &mut Conn) {
+        let outbox = &self.shared.outbox;
+        outbox.close_gate();
+        while let Some(out) = outbox.try_take() {
+            outbox.release(out.len());
+            let _ = conn.ws.write(out.msg);
+        }
+        if conn.close_sent.is_none() && conn.close_received.is_none() {
+            let _ = conn.ws.close(Some(CloseFrame { code: CloseCode::Away, reason: "client freed".into() }));
+        }
+        let _ = conn.ws.flush();
+        let _ = conn.ws.get_ref().tcp().shutdown(std::net::Shutdown::Both);
+        self.shared.state.store(STATE_CLOSED, SeqCst);
+    }
+
+    /// Reports the end: the error, every message that never reached the socket, then the one
+    /// final `Close`.
+    fn finish(&mut self, end: End) {
+        let shared = Arc::clone(&self.shared);
+        shared.outbox.close_gate();
+        if let Some(e) = &end.error {
+            self.emit(Event::error(e));
+        }
+        let failed_status = if end.status == WSC_OK { WSC_ERR_NOT_CONNECTED } else { end.status };
+        while let Some(out) = shared.outbox.try_take() {
+            shared.outbox.release(out.len());
+            let (kind, data) = match out.msg {
+                Message::Text(t) => (EventKind::Text, Bytes::from(t)),
+                Message::Binary(b) => (EventKind::Binary, b),
+                Message::Ping(p) => (EventKind::Ping, p),
+                _ => continue,
+            };
+            let mut ev = Event::new(EventKind::SendFailed, data);
+            ev.status = failed_status;
+            ev.id = out.id;
+            ev.flags = crate::ffi::event::event_type(kind) as u32;
+            self.emit(ev);
+        }
+        shared.state.store(STATE_CLOSED, SeqCst);
+        self.emit(Event::close(end.code, end.reason, end.status, end.flags));
+        self.deliver();
+    }
+
+    fn emit(&mut self, ev: Event) {
+        if self.shared.stop.load(SeqCst) {
+            return;
+        }
+        match &mut self.sink {
+            Sink::Callback(handler) => handler(&ev),
+            Sink::Queue(_) => self.batch.push(ev),
+        }
+    }
+
+    /// Poll mode: hands the batch to the caller; pauses reading when the queue is full.
+    fn deliver(&mut self) {
+        if let Sink::Queue(q) = &self.sink {
+            if q.push_batch(&mut self.batch) {
+                self.paused = true;
+            }
+        }
+    }
+}
+
+fn would_block_ok(res: std::result::Result<(), tungstenite::Error>) -> std::result::Result<(), tungstenite::Error> {
+    match res {
+        Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        other => other,
+    }
+}
