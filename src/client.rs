@@ -39,8 +39,9 @@ impl Client {
     /// Parses and checks `url` now; nothing touches the network until `connect`.
     pub fn new(url: &str, config: Config) -> Result<Client> {
         let target = Target::parse(url)?;
-        let queue = EventQueue::new(config.recv_queue_limit)
-            .map_err(|e| Error::new(WSC_ERR_INTERNAL, format!("cannot create the event fd: {e}")))?;
+        let queue = EventQueue::new(config.recv_queue_limit).map_err(|e| {
+            Error::new(WSC_ERR_INTERNAL, format!("cannot create the event fd: {e}"))
+        })?;
         let shared = Shared {
             target,
             outbox: Outbox::new(config.send_queue_limit),
@@ -48,13 +49,21 @@ impl Client {
             state: AtomicU8::new(STATE_IDLE),
             stop: AtomicBool::new(false),
         };
-        Ok(Client { shared: Arc::new(shared), handler: Mutex::new(None), queue: Arc::new(queue), callback_mode: AtomicBool::new(false), worker: Mutex::new(None) })
+        Ok(Client {
+            shared: Arc::new(shared),
+            handler: Mutex::new(None),
+            queue: Arc::new(queue),
+            callback_mode: AtomicBool::new(false),
+            worker: Mutex::new(None),
+        })
     }
 
     /// Switches the client to callback mode. Only before `connect`.
     pub fn set_handler(&self, handler: EventHandler) -> Result<()> {
         if self.state() != State::Idle {
-            return Err(Error::invalid_state("the callback must be set before wsc_client_connect"));
+            return Err(Error::invalid_state(
+                "the callback must be set before wsc_client_connect",
+            ));
         }
         *lock(&self.handler) = Some(handler);
         self.callback_mode.store(true, SeqCst);
@@ -64,8 +73,15 @@ impl Client {
     /// Starts the worker, which connects in the background. Only once per client.
     pub fn connect(&self) -> Result<()> {
         let mut worker = lock(&self.worker);
-        if self.shared.state.compare_exchange(STATE_IDLE, STATE_CONNECTING, SeqCst, SeqCst).is_err() {
-            return Err(Error::invalid_state("wsc_client_connect was already called on this client"));
+        if self
+            .shared
+            .state
+            .compare_exchange(STATE_IDLE, STATE_CONNECTING, SeqCst, SeqCst)
+            .is_err()
+        {
+            return Err(Error::invalid_state(
+                "wsc_client_connect was already called on this client",
+            ));
         }
         let started = self.start();
         match started {
@@ -83,7 +99,9 @@ impl Client {
     }
 
     fn start(&self) -> Result<JoinHandle<()>> {
-        let internal = |e: std::io::Error| Error::new(WSC_ERR_INTERNAL, format!("cannot start the worker: {e}"));
+        let internal = |e: std::io::Error| {
+            Error::new(WSC_ERR_INTERNAL, format!("cannot start the worker: {e}"))
+        };
         let poll = mio::Poll::new().map_err(internal)?;
         let waker = mio::Waker::new(poll.registry(), WAKER).map_err(internal)?;
         self.shared.outbox.open(waker);
@@ -96,8 +114,12 @@ impl Client {
 
     pub fn send_text(&self, text: &[u8]) -> Result<u64> {
         self.check_size(text.len())?;
-        std::str::from_utf8(text)
-            .map_err(|e| Error::new(WSC_ERR_INVALID_UTF8, format!("text is not valid UTF-8: {e}")))?;
+        std::str::from_utf8(text).map_err(|e| {
+            Error::new(
+                WSC_ERR_INVALID_UTF8,
+                format!("text is not valid UTF-8: {e}"),
+            )
+        })?;
         // SAFETY: validated just above.
         let text = unsafe { Utf8Bytes::from_bytes_unchecked(Bytes::copy_from_slice(text)) };
         self.shared.outbox.push(Message::Text(text))
@@ -105,20 +127,30 @@ impl Client {
 
     pub fn send_binary(&self, data: &[u8]) -> Result<u64> {
         self.check_size(data.len())?;
-        self.shared.outbox.push(Message::Binary(Bytes::copy_from_slice(data)))
+        self.shared
+            .outbox
+            .push(Message::Binary(Bytes::copy_from_slice(data)))
     }
 
     pub fn send_ping(&self, data: &[u8]) -> Result<u64> {
         if data.len() > 125 {
-            return Err(Error::new(WSC_ERR_MESSAGE_TOO_LARGE, format!("ping payload of {} bytes exceeds 125", data.len())));
+            return Err(Error::new(
+                WSC_ERR_MESSAGE_TOO_LARGE,
+                format!("ping payload of {} bytes exceeds 125", data.len()),
+            ));
         }
-        self.shared.outbox.push(Message::Ping(Bytes::copy_from_slice(data)))
+        self.shared
+            .outbox
+            .push(Message::Ping(Bytes::copy_from_slice(data)))
     }
 
     fn check_size(&self, len: usize) -> Result<()> {
         let max = self.shared.config.max_message_size;
         if len > max {
-            return Err(Error::new(WSC_ERR_MESSAGE_TOO_LARGE, format!("message of {len} bytes exceeds the limit of {max}")));
+            return Err(Error::new(
+                WSC_ERR_MESSAGE_TOO_LARGE,
+                format!("message of {len} bytes exceeds the limit of {max}"),
+            ));
         }
         Ok(())
     }
@@ -131,37 +163,66 @@ impl Client {
             )));
         }
         if reason.len() > 123 {
-            return Err(Error::invalid_argument(format!("close reason of {} bytes exceeds 123", reason.len())));
+            return Err(Error::invalid_argument(format!(
+                "close reason of {} bytes exceeds 123",
+                reason.len()
+            )));
         }
         if self.state() == State::Idle {
-            return Err(Error::new(WSC_ERR_NOT_CONNECTED, "not connected: wsc_client_connect was not called"));
+            return Err(Error::new(
+                WSC_ERR_NOT_CONNECTED,
+                "not connected: wsc_client_connect was not called",
+            ));
         }
         if !self.shared.outbox.close_gate() {
-            return Err(Error::new(WSC_ERR_NOT_CONNECTED, "already closing or closed"));
+            return Err(Error::new(
+                WSC_ERR_NOT_CONNECTED,
+                "already closing or closed",
+            ));
         }
-        self.shared.outbox.request(|c| c.close = Some((code, reason.to_owned())));
+        self.shared
+            .outbox
+            .request(|c| c.close = Some((code, reason.to_owned())));
         Ok(())
     }
 
     /// Poll mode: the next event, waiting up to `timeout` (None: forever).
     pub fn poll(&self, timeout: Option<Duration>) -> Result<Event> {
         if lock(&self.worker).is_none() {
-            let why = if self.state() == State::Idle { "wsc_client_connect was not called" } else { "the connection is over" };
-            return Err(Error::new(WSC_ERR_NOT_CONNECTED, format!("no events: {why}")));
+            let why = if self.state() == State::Idle {
+                "wsc_client_connect was not called"
+            } else {
+                "the connection is over"
+            };
+            return Err(Error::new(
+                WSC_ERR_NOT_CONNECTED,
+                format!("no events: {why}"),
+            ));
         }
         if self.is_callback_mode() {
-            return Err(Error::invalid_state("events go to the callback; wsc_client_poll is for clients without one"));
+            return Err(Error::invalid_state(
+                "events go to the callback; wsc_client_poll is for clients without one",
+            ));
         }
         let deadline = timeout.map(|t| Instant::now() + t);
         match self.queue.pop(deadline) {
-            Popped::Event { event, resume_reader } => {
+            Popped::Event {
+                event,
+                resume_reader,
+            } => {
                 if resume_reader {
                     self.shared.outbox.wake();
                 }
                 Ok(event)
             }
-            Popped::TimedOut => Err(Error::new(WSC_ERR_TIMEOUT, "no event within the poll timeout")),
-            Popped::Finished => Err(Error::new(WSC_ERR_NOT_CONNECTED, "no more events: the connection is over")),
+            Popped::TimedOut => Err(Error::new(
+                WSC_ERR_TIMEOUT,
+                "no event within the poll timeout",
+            )),
+            Popped::Finished => Err(Error::new(
+                WSC_ERR_NOT_CONNECTED,
+                "no more events: the connection is over",
+            )),
         }
     }
 

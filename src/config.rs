@@ -64,7 +64,8 @@ const RESERVED_HEADERS: &[&str] = &[
 /// An HTTP token (RFC 9110 5.6.2): header names and subprotocol names.
 fn is_token(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Header values may hold visible characters, spaces and tabs, never CR, LF or NUL.
@@ -75,7 +76,9 @@ fn is_header_value(s: &str) -> bool {
 impl Config {
     pub fn add_header(&mut self, name: &str, value: &str) -> Result<()> {
         if !is_token(name) {
-            return Err(Error::invalid_argument(format!("invalid header name {name:?}")));
+            return Err(Error::invalid_argument(format!(
+                "invalid header name {name:?}"
+            )));
         }
         if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
             return Err(Error::invalid_argument(format!(
@@ -93,7 +96,9 @@ impl Config {
 
     pub fn add_subprotocol(&mut self, name: &str) -> Result<()> {
         if !is_token(name) {
-            return Err(Error::invalid_argument(format!("invalid subprotocol name {name:?}")));
+            return Err(Error::invalid_argument(format!(
+                "invalid subprotocol name {name:?}"
+            )));
         }
         if !self.subprotocols.iter().any(|p| p == name) {
             self.subprotocols.push(name.to_owned());
@@ -103,7 +108,9 @@ impl Config {
 
     pub fn set_origin(&mut self, origin: &str) -> Result<()> {
         if origin.is_empty() || !is_header_value(origin) {
-            return Err(Error::invalid_argument(format!("invalid origin {origin:?}")));
+            return Err(Error::invalid_argument(format!(
+                "invalid origin {origin:?}"
+            )));
         }
         self.origin = Some(origin.to_owned());
         Ok(())
@@ -113,10 +120,16 @@ impl Config {
     /// malformed file is reported by the setter rather than by a later connect.
     pub fn set_ca_file(&mut self, path: &str) -> Result<()> {
         let pem = std::fs::read(path).map_err(|e| {
-            Error::new(crate::WSC_ERR_TLS, format!("TLS: cannot read CA file {path:?}: {e}"))
+            Error::new(
+                crate::WSC_ERR_TLS,
+                format!("TLS: cannot read CA file {path:?}: {e}"),
+            )
         })?;
         let certs = native_tls::Certificate::stack_from_pem(&pem).map_err(|e| {
-            Error::new(crate::WSC_ERR_TLS, format!("TLS: cannot parse CA file {path:?}: {e}"))
+            Error::new(
+                crate::WSC_ERR_TLS,
+                format!("TLS: cannot parse CA file {path:?}: {e}"),
+            )
         })?;
         if certs.is_empty() {
             return Err(Error::new(
@@ -125,7 +138,9 @@ impl Config {
             ));
         }
         for cert in certs {
-            let der = cert.to_der().map_err(|e| Error::new(crate::WSC_ERR_TLS, format!("TLS: {e}")))?;
+            let der = cert
+                .to_der()
+                .map_err(|e| Error::new(crate::WSC_ERR_TLS, format!("TLS: {e}")))?;
             self.extra_roots.push(der);
         }
         Ok(())
@@ -135,9 +150,21 @@ impl Config {
 /// Converts a millisecond count from C, refusing zero where zero makes no sense.
 pub fn millis(ms: u32, what: &str, allow_zero: bool) -> Result<Duration> {
     if ms == 0 && !allow_zero {
-        return Err(Error::invalid_argument(format!("{what} must be greater than 0 ms")));
+        return Err(Error::invalid_argument(format!(
+            "{what} must be greater than 0 ms"
+        )));
     }
     Ok(Duration::from_millis(u64::from(ms)))
+}
+
+/// Converts a size from C, refusing zero.
+pub fn nonzero(bytes: usize, what: &str) -> Result<usize> {
+    if bytes == 0 {
+        return Err(Error::invalid_argument(format!(
+            "{what} must be greater than 0"
+        )));
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

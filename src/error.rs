@@ -14,7 +14,10 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn new(status: wsc_status, message: impl Into<String>) -> Self {
-        Error { status, message: message.into() }
+        Error {
+            status,
+            message: message.into(),
+        }
     }
     pub fn invalid_argument(message: impl Into<String>) -> Self {
         Self::new(WSC_ERR_INVALID_ARGUMENT, message)
@@ -34,9 +37,17 @@ impl Error {
                 format!("received message of {size} bytes exceeds the limit of {max_size}"),
             ),
             E::Capacity(e) => Self::new(WSC_ERR_MESSAGE_TOO_LARGE, format!("received {e}")),
-            E::Utf8(e) => Self::new(WSC_ERR_INVALID_UTF8, format!("received text is not valid UTF-8: {e}")),
-            E::Protocol(e) => Self::new(WSC_ERR_PROTOCOL, format!("protocol violation by the server: {e}")),
-            E::ConnectionClosed | E::AlreadyClosed => Self::new(WSC_ERR_NOT_CONNECTED, "connection closed"),
+            E::Utf8(e) => Self::new(
+                WSC_ERR_INVALID_UTF8,
+                format!("received text is not valid UTF-8: {e}"),
+            ),
+            E::Protocol(e) => Self::new(
+                WSC_ERR_PROTOCOL,
+                format!("protocol violation by the server: {e}"),
+            ),
+            E::ConnectionClosed | E::AlreadyClosed => {
+                Self::new(WSC_ERR_NOT_CONNECTED, "connection closed")
+            }
             other => Self::new(WSC_ERR_PROTOCOL, other.to_string()),
         }
     }
@@ -44,7 +55,12 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", status_name(self.status).trim_end_matches('\0'), self.message)
+        write!(
+            f,
+            "{}: {}",
+            status_name(self.status).trim_end_matches('\0'),
+            self.message
+        )
     }
 }
 

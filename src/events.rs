@@ -42,13 +42,28 @@ pub struct Event {
 
 impl Event {
     pub fn new(kind: EventKind, data: Bytes) -> Self {
-        Event { kind, status: crate::WSC_OK, close_code: 0, flags: 0, id: 0, data }
+        Event {
+            kind,
+            status: crate::WSC_OK,
+            close_code: 0,
+            flags: 0,
+            id: 0,
+            data,
+        }
     }
     pub fn error(err: &crate::Error) -> Self {
-        Event { status: err.status, ..Event::new(EventKind::Error, Bytes::from(err.message.clone())) }
+        Event {
+            status: err.status,
+            ..Event::new(EventKind::Error, Bytes::from(err.message.clone()))
+        }
     }
     pub fn close(code: u16, reason: Bytes, status: wsc_status, flags: u32) -> Self {
-        Event { status, close_code: code, flags, ..Event::new(EventKind::Close, reason) }
+        Event {
+            status,
+            close_code: code,
+            flags,
+            ..Event::new(EventKind::Close, reason)
+        }
     }
 }
 
@@ -71,7 +86,10 @@ struct Inner {
 
 pub enum Popped {
     /// The next event; `resume_reader` tells the caller to wake the paused worker.
-    Event { event: Event, resume_reader: bool },
+    Event {
+        event: Event,
+        resume_reader: bool,
+    },
     TimedOut,
     /// The final event was already taken, or the worker never started.
     Finished,
@@ -138,7 +156,10 @@ impl EventQueue {
                 if resume_reader {
                     inner.reader_paused = false;
                 }
-                return Popped::Event { event, resume_reader };
+                return Popped::Event {
+                    event,
+                    resume_reader,
+                };
             }
             if inner.finished {
                 return Popped::Finished;
@@ -150,7 +171,10 @@ impl EventQueue {
                     if now >= d {
                         return Popped::TimedOut;
                     }
-                    self.ready.wait_timeout(inner, d - now).unwrap_or_else(|p| p.into_inner()).0
+                    self.ready
+                        .wait_timeout(inner, d - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
                 }
             };
         }

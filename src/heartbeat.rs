@@ -19,7 +19,12 @@ pub enum Beat {
 impl Heartbeat {
     pub fn new(interval: Duration, pong_timeout: Duration, now: Instant) -> Self {
         let next_ping = (!interval.is_zero()).then(|| now + interval);
-        Heartbeat { interval, pong_timeout, next_ping, pong_deadline: None }
+        Heartbeat {
+            interval,
+            pong_timeout,
+            next_ping,
+            pong_deadline: None,
+        }
     }
 
     /// Any bytes from the server prove it alive.

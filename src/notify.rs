@@ -16,7 +16,10 @@ impl NotifyFd {
         if fd < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(NotifyFd { read: fd, write: fd })
+        Ok(NotifyFd {
+            read: fd,
+            write: fd,
+        })
     }
 }
 
@@ -31,11 +34,18 @@ impl NotifyFd {
         for fd in fds {
             // SAFETY: fd was just created and is owned here.
             unsafe {
-                libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK);
+                libc::fcntl(
+                    fd,
+                    libc::F_SETFL,
+                    libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK,
+                );
                 libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
             }
         }
-        Ok(NotifyFd { read: fds[0], write: fds[1] })
+        Ok(NotifyFd {
+            read: fds[0],
+            write: fds[1],
+        })
     }
 }
 

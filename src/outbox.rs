@@ -73,7 +73,10 @@ impl Outbox {
         let len = msg.len();
         if self.gate.fetch_add(1, SeqCst) & GATE_CLOSED != 0 {
             self.gate.fetch_sub(1, SeqCst);
-            return Err(Error::new(WSC_ERR_NOT_CONNECTED, "not connected: the client is closing, closed, or was never connected"));
+            return Err(Error::new(
+                WSC_ERR_NOT_CONNECTED,
+                "not connected: the client is closing, closed, or was never connected",
+            ));
         }
         let result = self.push_open(msg, len);
         self.gate.fetch_sub(1, SeqCst);
@@ -86,7 +89,11 @@ impl Outbox {
             self.queued_bytes.fetch_sub(len, SeqCst);
             return Err(Error::new(
                 WSC_ERR_QUEUE_FULL,
-                format!("send queue full: {} bytes queued, limit {}", queued - len, self.limit),
+                format!(
+                    "send queue full: {} bytes queued, limit {}",
+                    queued - len,
+                    self.limit
+                ),
             ));
         }
         let id = self.next_id.fetch_add(1, SeqCst);

@@ -15,7 +15,8 @@ pub struct Target {
 
 impl Target {
     pub fn parse(input: &str) -> Result<Target> {
-        let bad = |why: String| Error::new(WSC_ERR_INVALID_URL, format!("invalid URL {input:?}: {why}"));
+        let bad =
+            |why: String| Error::new(WSC_ERR_INVALID_URL, format!("invalid URL {input:?}: {why}"));
         let mut url = url::Url::parse(input).map_err(|e| bad(e.to_string()))?;
         let tls = match url.scheme() {
             "ws" => false,
@@ -32,14 +33,23 @@ impl Target {
             return Err(bad("a WebSocket URL must not have a fragment".into()));
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(bad("credentials in the URL are not supported; use an Authorization header".into()));
+            return Err(bad(
+                "credentials in the URL are not supported; use an Authorization header".into(),
+            ));
         }
-        let port = url.port_or_known_default().ok_or_else(|| bad("no port".into()))?;
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| bad("no port".into()))?;
         if port == 0 {
             return Err(bad("port 0".into()));
         }
         url.set_fragment(None);
-        Ok(Target { url: url.into(), host, port, tls })
+        Ok(Target {
+            url: url.into(),
+            host,
+            port,
+            tls,
+        })
     }
 }
 
@@ -50,14 +60,26 @@ mod tests {
     #[test]
     fn accepts_ws_and_wss_with_default_ports() {
         let t = Target::parse("ws://example.test/chat?x=1").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.tls), ("example.test", 80, false));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.tls),
+            ("example.test", 80, false)
+        );
         let t = Target::parse("wss://[::1]:8443/").unwrap();
         assert_eq!((t.host.as_str(), t.port, t.tls), ("::1", 8443, true));
     }
 
     #[test]
     fn refuses_bad_urls() {
-        for bad in ["http://x", "ws://", "ws://h:99999", "garbage", "", "ws://h:0/", "ws://h/#frag", "ws://u:p@h/"] {
+        for bad in [
+            "http://x",
+            "ws://",
+            "ws://h:99999",
+            "garbage",
+            "",
+            "ws://h:0/",
+            "ws://h/#frag",
+            "ws://u:p@h/",
+        ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }
     }

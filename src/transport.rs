@@ -100,7 +100,10 @@ impl Io<'_> {
     fn check_cancelled(&self) -> Result<()> {
         let control = lock(&self.outbox.control);
         if control.shutdown || control.close.is_some() {
-            return Err(Error::new(WSC_ERR_NOT_CONNECTED, "closed before the connection opened"));
+            return Err(Error::new(
+                WSC_ERR_NOT_CONNECTED,
+                "closed before the connection opened",
+            ));
         }
         Ok(())
     }
@@ -114,17 +117,32 @@ pub struct Opened {
 
 pub fn open(io: &mut Io, target: &Target, config: &Config) -> Result<Opened> {
     let tcp = connect_tcp(io, target)?;
-    let stream = if target.tls { start_tls(io, target, config, tcp)? } else { Stream { inner: Inner::Plain(tcp), got_bytes: false } };
+    let stream = if target.tls {
+        start_tls(io, target, config, tcp)?
+    } else {
+        Stream {
+            inner: Inner::Plain(tcp),
+            got_bytes: false,
+        }
+    };
     upgrade(io, target, config, stream)
 }
 
 fn resolve(target: &Target) -> Result<Vec<SocketAddr>> {
     let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
         .to_socket_addrs()
-        .map_err(|e| Error::new(WSC_ERR_CONNECT, format!("cannot resolve {:?}: {e}", target.host)))?
+        .map_err(|e| {
+            Error::new(
+                WSC_ERR_CONNECT,
+                format!("cannot resolve {:?}: {e}", target.host),
+            )
+        })?
         .collect();
     if addrs.is_empty() {
-        return Err(Error::new(WSC_ERR_CONNECT, format!("{:?} has no address", target.host)));
+        return Err(Error::new(
+            WSC_ERR_CONNECT,
+            format!("{:?} has no address", target.host),
+        ));
     }
     Ok(addrs)
 }
@@ -144,7 +162,8 @@ fn connect_tcp(io: &mut Io, target: &Target) -> Result<TcpStream> {
 }
 
 fn connect_addr(io: &mut Io, addr: SocketAddr) -> Result<TcpStream> {
-    let refused = |e: io::Error| Error::new(WSC_ERR_CONNECT, format!("cannot connect to {addr}: {e}"));
+    let refused =
+        |e: io::Error| Error::new(WSC_ERR_CONNECT, format!("cannot connect to {addr}: {e}"));
     let mut sock = TcpStream::connect(addr).map_err(refused)?;
     io.poll
         .registry()
@@ -176,21 +195,31 @@ fn connect_addr(io: &mut Io, addr: SocketAddr) -> Result<TcpStream> {
 fn tls_connector(config: &Config) -> Result<native_tls::TlsConnector> {
     let mut b = native_tls::TlsConnector::builder();
     for der in &config.extra_roots {
-        let cert = native_tls::Certificate::from_der(der).map_err(|e| Error::new(WSC_ERR_TLS, format!("TLS: {e}")))?;
+        let cert = native_tls::Certificate::from_der(der)
+            .map_err(|e| Error::new(WSC_ERR_TLS, format!("TLS: {e}")))?;
         b.add_root_certificate(cert);
     }
     if !config.tls_verify {
-        b.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
+        b.danger_accept_invalid_certs(true)
+            .danger_accept_invalid_hostnames(true);
     }
-    b.build().map_err(|e| Error::new(WSC_ERR_TLS, format!("TLS: cannot set up: {e}")))
+    b.build()
+        .map_err(|e| Error::new(WSC_ERR_TLS, format!("TLS: cannot set up: {e}")))
 }
 
 fn start_tls(io: &mut Io, target: &Target, config: &Config, tcp: TcpStream) -> Result<Stream> {
-    let tls_err = |e: &dyn std::fmt::Display| Error::new(WSC_ERR_TLS, format!("TLS: {e} (host {})", target.host));
+    let tls_err = |e: &dyn std::fmt::Display| {
+        Error::new(WSC_ERR_TLS, format!("TLS: {e} (host {})", target.host))
+    };
     let mut attempt = tls_connector(config)?.connect(&target.host, tcp);
     loop {
         match attempt {
-            Ok(s) => return Ok(Stream { inner: Inner::Tls(Box::new(s)), got_bytes: false }),
+            Ok(s) => {
+                return Ok(Stream {
+                    inner: Inner::Tls(Box::new(s)),
+                    got_bytes: false,
+                })
+            }
             Err(native_tls::HandshakeError::Failure(e)) => return Err(tls_err(&e)),
             Err(native_tls::HandshakeError::WouldBlock(mid)) => {
                 io.wait("during the TLS handshake")?;
@@ -206,12 +235,25 @@ fn ws_config(config: &Config) -> WebSocketConfig {
         .max_frame_size(Some(config.max_frame_size))
 }
 
-fn build_request(target: &Target, config: &Config) -> Result<tungstenite::handshake::client::Request> {
-    let bad = |e: &dyn std::fmt::Display| Error::new(WSC_ERR_INVALID_ARGUMENT, format!("cannot build the handshake request: {e}"));
-    let mut req = target.url.as_str().into_client_request().map_err(|e| bad(&e))?;
+fn build_request(
+    target: &Target,
+    config: &Config,
+) -> Result<tungstenite::handshake::client::Request> {
+    let bad = |e: &dyn std::fmt::Display| {
+        Error::new(
+            WSC_ERR_INVALID_ARGUMENT,
+            format!("cannot build the handshake request: {e}"),
+        )
+    };
+    let mut req = target
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| bad(&e))?;
     let headers = req.headers_mut();
     let mut add = |name: &str, value: &str| -> Result<()> {
-        let name = tungstenite::http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| bad(&e))?;
+        let name =
+            tungstenite::http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| bad(&e))?;
         headers.append(name, HeaderValue::from_str(value).map_err(|e| bad(&e))?);
         Ok(())
     };
@@ -277,12 +319,21 @@ fn handshake_error(err: &tungstenite::Error) -> Error {
                 ),
             )
         }
-        E::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof || e.kind() == io::ErrorKind::ConnectionReset => {
-            Error::new(WSC_ERR_HANDSHAKE, format!("handshake: connection closed by the server before a response: {e}"))
+        E::Io(e)
+            if e.kind() == io::ErrorKind::UnexpectedEof
+                || e.kind() == io::ErrorKind::ConnectionReset =>
+        {
+            Error::new(
+                WSC_ERR_HANDSHAKE,
+                format!("handshake: connection closed by the server before a response: {e}"),
+            )
         }
         E::Io(e) => Error::new(WSC_ERR_IO, format!("I/O during the handshake: {e}")),
         E::Tls(e) => Error::new(WSC_ERR_TLS, format!("TLS: {e}")),
-        E::AttackAttempt => Error::new(WSC_ERR_HANDSHAKE, "handshake: response headers too large or sent too slowly"),
+        E::AttackAttempt => Error::new(
+            WSC_ERR_HANDSHAKE,
+            "handshake: response headers too large or sent too slowly",
+        ),
         E::Capacity(e) => Error::new(WSC_ERR_HANDSHAKE, format!("handshake: {e}")),
         other => Error::new(WSC_ERR_HANDSHAKE, format!("handshake: {other}")),
     }

@@ -3,7 +3,9 @@
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::events::{lock, Event, EventKind, EventQueue, CLOSE_ABNORMAL, CLOSE_LOCAL, CLOSE_REMOTE};
+use crate::events::{
+    lock, Event, EventKind, EventQueue, CLOSE_ABNORMAL, CLOSE_LOCAL, CLOSE_REMOTE,
+};
 use crate::heartbeat::{Beat, Heartbeat};
 use crate::outbox::Outbox;
 use crate::target::Target;
@@ -23,6 +25,8 @@ use tungstenite::{Bytes, Message, WebSocket};
 const READ_BUDGET: usize = 256;
 /// Bytes handed to tungstenite per batch before it flushes and looks at reads again.
 const WRITE_BATCH: usize = 1 << 20;
+/// How long to wait for the server to close TCP once both close frames were exchanged.
+const LINGER: Duration = Duration::from_secs(1);
 /// Poll mode: hand events to the caller at least this often while reading a burst.
 const EVENT_BATCH: usize = 64;
 
@@ -59,11 +63,23 @@ struct End {
 
 impl End {
     fn clean(code: u16, reason: Bytes, flags: u32) -> Self {
-        End { error: None, code, reason, flags, status: WSC_OK }
+        End {
+            error: None,
+            code,
+            reason,
+            flags,
+            status: WSC_OK,
+        }
     }
     fn failed(error: Error, code: u16, flags: u32) -> Self {
         let status = error.status;
-        End { error: Some(error), code, reason: Bytes::new(), flags, status }
+        End {
+            error: Some(error),
+            code,
+            reason: Bytes::new(),
+            flags,
+            status,
+        }
     }
 }
 
@@ -92,9 +108,22 @@ pub struct Worker {
     events: Events,
 }
 
-pub fn spawn(shared: Arc<Shared>, poll: Poll, sink: Sink) -> io::Result<std::thread::JoinHandle<()>> {
-    let worker = Worker { shared, sink, batch: Vec::new(), paused: false, poll, events: Events::with_capacity(16) };
-    std::thread::Builder::new().name("wsclient".into()).spawn(move || worker.run())
+pub fn spawn(
+    shared: Arc<Shared>,
+    poll: Poll,
+    sink: Sink,
+) -> io::Result<std::thread::JoinHandle<()>> {
+    let worker = Worker {
+        shared,
+        sink,
+        batch: Vec::new(),
+        paused: false,
+        poll,
+        events: Events::with_capacity(16),
+    };
+    std::thread::Builder::new()
+        .name("wsclient".into())
+        .spawn(move || worker.run())
 }
 
 impl Worker {
@@ -106,9 +135,14 @@ impl Worker {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            let err = Error::new(WSC_ERR_INTERNAL, format!("internal error: worker panicked: {what}"));
+            let err = Error::new(
+                WSC_ERR_INTERNAL,
+                format!("internal error: worker panicked: {what}"),
+            );
             // The panic may have come from inside `finish`; reporting again is still right.
-            let _ = catch_unwind(AssertUnwindSafe(|| self.finish(End::failed(err, 1006, CLOSE_ABNORMAL))));
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                self.finish(End::failed(err, 1006, CLOSE_ABNORMAL))
+            }));
         }
         if let Sink::Queue(q) = &self.sink {
             q.finish();
@@ -132,7 +166,10 @@ impl Worker {
             Err(e) => {
                 let closed_by_caller = lock(&shared.outbox.control).close.is_some();
                 let end = if closed_by_caller {
-                    End { status: WSC_OK, ..End::clean(1006, Bytes::from_static(b"closed before open"), CLOSE_LOCAL) }
+                    End {
+                        status: WSC_OK,
+                        ..End::clean(1006, Bytes::from_static(b"closed before open"), CLOSE_LOCAL)
+                    }
                 } else {
                     End::failed(e, 1006, CLOSE_ABNORMAL)
                 };
@@ -152,7 +189,9 @@ impl Worker {
             close_received: None,
             close_deadline: None,
         };
-        let _ = shared.state.compare_exchange(STATE_CONNECTING, STATE_OPEN, SeqCst, SeqCst);
+        let _ = shared
+            .state
+            .compare_exchange(STATE_CONNECTING, STATE_OPEN, SeqCst, SeqCst);
         self.emit(Event::new(EventKind::Open, Bytes::from(opened.subprotocol)));
         self.deliver();
         let end = self.drive(&mut conn, now);
@@ -170,7 +209,11 @@ impl Worker {
             let timeout = self.next_timeout(conn, now);
             if let Err(e) = self.poll.poll(&mut self.events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    return Some(End::failed(Error::new(WSC_ERR_INTERNAL, format!("poll failed: {e}")), 1006, CLOSE_ABNORMAL));
+                    return Some(End::failed(
+                        Error::new(WSC_ERR_INTERNAL, format!("poll failed: {e}")),
+                        1006,
+                        CLOSE_ABNORMAL,
+                    ));
                 }
             }
             now = Instant::now();
@@ -189,8 +232,9 @@ impl Worker {
             if shared.stop.load(SeqCst) {
                 return None;
             }
+            // Re-arm before draining, so a message queued after the drain wakes us again.
+            shared.outbox.rearm();
             if woken {
-                shared.outbox.rearm();
                 if let Sink::Queue(q) = &self.sink {
                     self.paused &= q.reader_paused();
                 }
@@ -222,11 +266,12 @@ impl Worker {
         if busy {
             return Some(Duration::ZERO);
         }
-        let heartbeat = if conn.close_sent.is_none() && conn.close_received.is_none() && !self.paused {
-            conn.heartbeat.next_deadline()
-        } else {
-            None
-        };
+        let heartbeat =
+            if conn.close_sent.is_none() && conn.close_received.is_none() && !self.paused {
+                conn.heartbeat.next_deadline()
+            } else {
+                None
+            };
         let deadline = match (heartbeat, conn.close_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -247,7 +292,9 @@ impl Worker {
             match res {
                 Ok(()) => {}
                 // The frame is buffered; the rest goes out when the socket is writable.
-                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => conn.write_blocked = true,
+                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.write_blocked = true
+                }
                 Err(e) => return Err(e),
             }
             conn.want_flush = true;
@@ -255,7 +302,9 @@ impl Worker {
         if conn.want_flush && !conn.write_blocked {
             match conn.ws.flush() {
                 Ok(()) => conn.want_flush = false,
-                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => conn.write_blocked = true,
+                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.write_blocked = true
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -263,7 +312,13 @@ impl Worker {
     }
 
     /// `wsc_client_close`: everything queued before it goes out first, then the close frame.
-    fn start_close(&mut self, conn: &mut Conn, code: u16, reason: String, now: Instant) -> std::result::Result<(), tungstenite::Error> {
+    fn start_close(
+        &mut self,
+        conn: &mut Conn,
+        code: u16,
+        reason: String,
+        now: Instant,
+    ) -> std::result::Result<(), tungstenite::Error> {
         if conn.close_sent.is_some() || conn.close_received.is_some() {
             return Ok(());
         }
@@ -278,7 +333,10 @@ impl Worker {
         conn.close_sent = Some(code);
         conn.close_deadline = Some(now + self.shared.config.close_timeout);
         conn.want_flush = true;
-        would_block_ok(conn.ws.close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() })))
+        would_block_ok(conn.ws.close(Some(CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        })))
     }
 
     fn read_some(&mut self, conn: &mut Conn, now: Instant) -> Option<End> {
@@ -331,9 +389,12 @@ impl Worker {
                     // The server closes first: tungstenite queued the echo; close the gate.
                     self.shared.outbox.close_gate();
                     self.shared.state.store(STATE_CLOSING, SeqCst);
-                    conn.close_deadline = Some(now + self.shared.config.close_timeout);
                     conn.want_flush = true;
                 }
+                // Both close frames are (about to be) exchanged: the server should now close
+                // the TCP connection; give it a short while, as RFC 6455 7.1.1 suggests.
+                let linger = now + LINGER.min(self.shared.config.close_timeout);
+                conn.close_deadline = Some(conn.close_deadline.map_or(linger, |d| d.min(linger)));
                 conn.close_received = Some((code, reason));
                 return;
             }
@@ -344,15 +405,27 @@ impl Worker {
 
     /// Decides what a read error means: the normal end, an abnormal drop, or a server fault
     /// that we answer with a close frame of the matching code.
-    fn on_read_error(&mut self, conn: &mut Conn, err: tungstenite::Error, now: Instant) -> Option<End> {
+    fn on_read_error(
+        &mut self,
+        conn: &mut Conn,
+        err: tungstenite::Error,
+        now: Instant,
+    ) -> Option<End> {
         use tungstenite::Error as E;
-        if matches!(err, E::ConnectionClosed | E::AlreadyClosed) || conn.close_sent.is_some() || conn.close_received.is_some() {
+        if matches!(err, E::ConnectionClosed | E::AlreadyClosed)
+            || conn.close_sent.is_some()
+            || conn.close_received.is_some()
+        {
             return Some(self.closing_end(conn));
         }
         let e = Error::from_ws(&err);
         let code = match (&err, e.status) {
-            (E::Io(_), _) | (E::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake), _) => {
-                let e = Error::new(WSC_ERR_IO, format!("connection lost without a close frame: {err}"));
+            (E::Io(_), _)
+            | (E::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake), _) => {
+                let e = Error::new(
+                    WSC_ERR_IO,
+                    format!("connection lost without a close frame: {err}"),
+                );
                 return Some(End::failed(e, 1006, CLOSE_ABNORMAL));
             }
             (_, WSC_ERR_INVALID_UTF8) => 1007,
@@ -367,8 +440,16 @@ impl Worker {
         conn.close_deadline = Some(now + self.shared.config.close_timeout);
         conn.want_flush = true;
         let reason = e.message.chars().take(100).collect::<String>();
-        if would_block_ok(conn.ws.close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }))).is_err() {
-            return Some(End { status: e.status, ..End::clean(code, Bytes::new(), CLOSE_LOCAL) });
+        if would_block_ok(conn.ws.close(Some(CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        })))
+        .is_err()
+        {
+            return Some(End {
+                status: e.status,
+                ..End::clean(code, Bytes::new(), CLOSE_LOCAL)
+            });
         }
         None
     }
@@ -376,9 +457,10 @@ impl Worker {
     /// The end of a connection whose close handshake has begun (or completed).
     fn closing_end(&self, conn: &Conn) -> End {
         match (conn.close_sent, &conn.close_received) {
-            (Some(code), _) if conn.failure.is_some() => {
-                End { status: conn.failure.unwrap_or(WSC_ERR_PROTOCOL), ..End::clean(code, Bytes::new(), CLOSE_LOCAL) }
-            }
+            (Some(code), _) if conn.failure.is_some() => End {
+                status: conn.failure.unwrap_or(WSC_ERR_PROTOCOL),
+                ..End::clean(code, Bytes::new(), CLOSE_LOCAL)
+            },
             (Some(_), Some((code, reason))) => End::clean(*code, reason.clone(), CLOSE_LOCAL),
             (None, Some((code, reason))) => End::clean(*code, reason.clone(), CLOSE_REMOTE),
             (Some(_), None) | (None, None) => End::failed(
@@ -398,7 +480,10 @@ impl Worker {
                 return Some(self.closing_end(conn));
             }
             let ms = self.shared.config.close_timeout.as_millis();
-            let e = Error::new(WSC_ERR_TIMEOUT, format!("the server did not answer the close handshake within {ms} ms"));
+            let e = Error::new(
+                WSC_ERR_TIMEOUT,
+                format!("the server did not answer the close handshake within {ms} ms"),
+            );
             return Some(End::failed(e, 1006, CLOSE_ABNORMAL | CLOSE_LOCAL));
         }
         if self.paused {
@@ -416,7 +501,10 @@ impl Worker {
             }
             Beat::Dead => {
                 let ms = conn.heartbeat.pong_timeout().as_millis();
-                let e = Error::new(WSC_ERR_TIMEOUT, format!("no pong or other traffic from the server within {ms} ms of a ping"));
+                let e = Error::new(
+                    WSC_ERR_TIMEOUT,
+                    format!("no pong or other traffic from the server within {ms} ms of a ping"),
+                );
                 Some(End::failed(e, 1006, CLOSE_ABNORMAL))
             }
         }
@@ -440,7 +528,10 @@ impl Worker {
             let _ = conn.ws.write(out.msg);
         }
         if conn.close_sent.is_none() && conn.close_received.is_none() {
-            let _ = conn.ws.close(Some(CloseFrame { code: CloseCode::Away, reason: "client freed".into() }));
+            let _ = conn.ws.close(Some(CloseFrame {
+                code: CloseCode::Away,
+                reason: "client freed".into(),
+            }));
         }
         let _ = conn.ws.flush();
         let _ = conn.ws.get_ref().tcp().shutdown(std::net::Shutdown::Both);
@@ -455,7 +546,11 @@ impl Worker {
         if let Some(e) = &end.error {
             self.emit(Event::error(e));
         }
-        let failed_status = if end.status == WSC_OK { WSC_ERR_NOT_CONNECTED } else { end.status };
+        let failed_status = if end.status == WSC_OK {
+            WSC_ERR_NOT_CONNECTED
+        } else {
+            end.status
+        };
         while let Some(out) = shared.outbox.try_take() {
             shared.outbox.release(out.len());
             let (kind, data) = match out.msg {
@@ -495,7 +590,9 @@ impl Worker {
     }
 }
 
-fn would_block_ok(res: std::result::Result<(), tungstenite::Error>) -> std::result::Result<(), tungstenite::Error> {
+fn would_block_ok(
+    res: std::result::Result<(), tungstenite::Error>,
+) -> std::result::Result<(), tungstenite::Error> {
     match res {
         Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
         other => other,

@@ -1,9 +1,9 @@
 //! `wsc_client`: one WebSocket connection and its worker thread.
 
+use super::config::wsc_config;
 use super::event::*;
 use super::status::*;
 use super::{boundary, boundary_or, bytes, object, object_mut, string};
-use super::config::wsc_config;
 use crate::client::{Client, State};
 use crate::config::Config;
 use crate::error::Error;
@@ -53,7 +53,11 @@ pub const WSC_STATE_CLOSED: wsc_state = 4;
 /// Returns `WSC_ERR_INVALID_ARGUMENT` (NULL `url`/`out`, invalid UTF-8) or
 /// `WSC_ERR_INVALID_URL`, with the detail in `wsc_last_error()`.
 #[no_mangle]
-pub unsafe extern "C" fn wsc_client_new(url: *const c_char, cfg: *const wsc_config, out: *mut *mut wsc_client) -> wsc_status {
+pub unsafe extern "C" fn wsc_client_new(
+    url: *const c_char,
+    cfg: *const wsc_config,
+    out: *mut *mut wsc_client,
+) -> wsc_status {
     boundary(|| {
         if out.is_null() {
             return Err(Error::invalid_argument("out is NULL"));
@@ -64,7 +68,10 @@ pub unsafe extern "C" fn wsc_client_new(url: *const c_char, cfg: *const wsc_conf
             Some(c) => c.inner.clone(),
             None => Config::default(),
         };
-        let client = Box::new(wsc_client { inner: Client::new(url, config)?, current: Mutex::new(None) });
+        let client = Box::new(wsc_client {
+            inner: Client::new(url, config)?,
+            current: Mutex::new(None),
+        });
         // SAFETY: checked non-NULL above; the caller provides a writable pointer slot.
         unsafe { *out = Box::into_raw(client) };
         Ok(())
@@ -78,7 +85,11 @@ pub unsafe extern "C" fn wsc_client_new(url: *const c_char, cfg: *const wsc_conf
 /// first argument; the library never frees it, and it must stay valid until
 /// `wsc_client_free` returns. Without a callback the client is in poll mode.
 #[no_mangle]
-pub unsafe extern "C" fn wsc_client_set_callback(client: *mut wsc_client, cb: wsc_event_cb, user_data: *mut c_void) -> wsc_status {
+pub unsafe extern "C" fn wsc_client_set_callback(
+    client: *mut wsc_client,
+    cb: wsc_event_cb,
+    user_data: *mut c_void,
+) -> wsc_status {
     boundary(|| {
         let client = unsafe { object(client, "client") }?;
         let cb = cb.ok_or_else(|| Error::invalid_argument("cb is NULL"))?;
@@ -114,21 +125,41 @@ pub unsafe extern "C" fn wsc_client_connect(client: *mut wsc_client) -> wsc_stat
 /// Queues a text message. `utf8` must hold `len` bytes of valid UTF-8 (NUL not required;
 /// `(NULL, 0)` sends an empty message). Same rules as `wsc_client_send`.
 #[no_mangle]
-pub unsafe extern "C" fn wsc_client_send_text(client: *mut wsc_client, utf8: *const c_char, len: usize) -> wsc_status {
-    unsafe { wsc_client_send(client, WSC_EVENT_TEXT, utf8.cast(), len, std::ptr::null_mut()) }
+pub unsafe extern "C" fn wsc_client_send_text(
+    client: *mut wsc_client,
+    utf8: *const c_char,
+    len: usize,
+) -> wsc_status {
+    unsafe {
+        wsc_client_send(
+            client,
+            WSC_EVENT_TEXT,
+            utf8.cast(),
+            len,
+            std::ptr::null_mut(),
+        )
+    }
 }
 
 /// Queues a binary message of `len` bytes (`(NULL, 0)` sends an empty one). Same rules as
 /// `wsc_client_send`.
 #[no_mangle]
-pub unsafe extern "C" fn wsc_client_send_binary(client: *mut wsc_client, data: *const u8, len: usize) -> wsc_status {
+pub unsafe extern "C" fn wsc_client_send_binary(
+    client: *mut wsc_client,
+    data: *const u8,
+    len: usize,
+) -> wsc_status {
     unsafe { wsc_client_send(client, WSC_EVENT_BINARY, data, len, std::ptr::null_mut()) }
 }
 
 /// Queues a ping with up to 125 bytes of payload; the server's pong arrives as
 /// `WSC_EVENT_PONG`. Same rules as `wsc_client_send`.
 #[no_mangle]
-pub unsafe extern "C" fn wsc_client_send_ping(client: *mut wsc_client, data: *const u8, len: usize) -> wsc_status {
+pub unsafe extern "C" fn wsc_client_send_ping(
+    client: *mut wsc_client,
+    data: *const u8,
+    len: usize,
+) -> wsc_status {
     unsafe { wsc_client_send(client, WSC_EVENT_PING, data, len, std::ptr::null_mut()) }
 }
 
@@ -145,7 +176,13 @@ pub unsafe extern "C" fn wsc_client_send_ping(client: *mut wsc_client, data: *co
 /// `WSC_ERR_QUEUE_FULL` (send queue limit), `WSC_ERR_NOT_CONNECTED` (before connect, or once
 /// closing/closed), `WSC_ERR_INVALID_ARGUMENT`.
 #[no_mangle]
-pub unsafe extern "C" fn wsc_client_send(client: *mut wsc_client, r#type: wsc_event_type, data: *const u8, len: usize, out_id: *mut u64) -> wsc_status {
+pub unsafe extern "C" fn wsc_client_send(
+    client: *mut wsc_client,
+    r#type: wsc_event_type,
+    data: *const u8,
+    len: usize,
+    out_id: *mut u64,
+) -> wsc_status {
     boundary(|| {
         let client = &unsafe { object(client, "client") }?.inner;
         let data = unsafe { bytes(data, len, "data") }?;
@@ -153,7 +190,9 @@ pub unsafe extern "C" fn wsc_client_send(client: *mut wsc_client, r#type: wsc_ev
             WSC_EVENT_TEXT => client.send_text(data),
             WSC_EVENT_BINARY => client.send_binary(data),
             WSC_EVENT_PING => client.send_ping(data),
-            other => Err(Error::invalid_argument(format!("type {other} is not WSC_EVENT_TEXT, WSC_EVENT_BINARY or WSC_EVENT_PING"))),
+            other => Err(Error::invalid_argument(format!(
+                "type {other} is not WSC_EVENT_TEXT, WSC_EVENT_BINARY or WSC_EVENT_PING"
+            ))),
         }?;
         // SAFETY: a non-NULL out_id is a writable u64 slot provided by the caller.
         if let Some(slot) = unsafe { out_id.as_mut() } {
@@ -172,10 +211,18 @@ pub unsafe extern "C" fn wsc_client_send(client: *mut wsc_client, r#type: wsc_ev
 /// Returns `WSC_ERR_NOT_CONNECTED` before connect and once closing or closed (so a second
 /// close is harmless). Closing while still connecting abandons the attempt. Thread-safe.
 #[no_mangle]
-pub unsafe extern "C" fn wsc_client_close(client: *mut wsc_client, code: u16, reason: *const c_char) -> wsc_status {
+pub unsafe extern "C" fn wsc_client_close(
+    client: *mut wsc_client,
+    code: u16,
+    reason: *const c_char,
+) -> wsc_status {
     boundary(|| {
         let client = unsafe { object(client, "client") }?;
-        let reason = if reason.is_null() { "" } else { unsafe { string(reason, "reason") }? };
+        let reason = if reason.is_null() {
+            ""
+        } else {
+            unsafe { string(reason, "reason") }?
+        };
         client.inner.close(code, reason)
     })
 }
@@ -189,14 +236,22 @@ pub unsafe extern "C" fn wsc_client_close(client: *mut wsc_client, code: u16, re
 /// client. Call it from one thread at a time (concurrent calls are serialised, but the second
 /// would end the validity of the first one's data). `*out` is written only on success.
 #[no_mangle]
-pub unsafe extern "C" fn wsc_client_poll(client: *mut wsc_client, out: *mut wsc_event, timeout_ms: i32) -> wsc_status {
+pub unsafe extern "C" fn wsc_client_poll(
+    client: *mut wsc_client,
+    out: *mut wsc_event,
+    timeout_ms: i32,
+) -> wsc_status {
     boundary(|| {
         let client = unsafe { object(client, "client") }?;
         let out = unsafe { object_mut(out, "out") }?;
         let timeout = match timeout_ms {
             -1 => None,
             ms if ms >= 0 => Some(Duration::from_millis(ms as u64)),
-            ms => return Err(Error::invalid_argument(format!("timeout_ms {ms} is neither -1 nor >= 0"))),
+            ms => {
+                return Err(Error::invalid_argument(format!(
+                    "timeout_ms {ms} is neither -1 nor >= 0"
+                )))
+            }
         };
         let mut current = lock(&client.current);
         *current = None; // the previous event's data is released here, as documented
@@ -222,12 +277,14 @@ pub unsafe extern "C" fn wsc_client_event_fd(client: *const wsc_client) -> i32 {
 /// Thread-safe; the answer may be stale by the time it is read.
 #[no_mangle]
 pub unsafe extern "C" fn wsc_client_state(client: *const wsc_client) -> wsc_state {
-    boundary_or(WSC_STATE_CLOSED, || match unsafe { client.as_ref() }.map(|c| c.inner.state()) {
-        Some(State::Idle) => WSC_STATE_IDLE,
-        Some(State::Connecting) => WSC_STATE_CONNECTING,
-        Some(State::Open) => WSC_STATE_OPEN,
-        Some(State::Closing) => WSC_STATE_CLOSING,
-        Some(State::Closed) | None => WSC_STATE_CLOSED,
+    boundary_or(WSC_STATE_CLOSED, || {
+        match unsafe { client.as_ref() }.map(|c| c.inner.state()) {
+            Some(State::Idle) => WSC_STATE_IDLE,
+            Some(State::Connecting) => WSC_STATE_CONNECTING,
+            Some(State::Open) => WSC_STATE_OPEN,
+            Some(State::Closing) => WSC_STATE_CLOSING,
+            Some(State::Closed) | None => WSC_STATE_CLOSED,
+        }
     })
 }
 
@@ -235,7 +292,9 @@ pub unsafe extern "C" fn wsc_client_state(client: *const wsc_client) -> wsc_stat
 /// `bufferedAmount` (0 for NULL). Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn wsc_client_buffered_amount(client: *const wsc_client) -> usize {
-    boundary_or(0, || unsafe { client.as_ref() }.map_or(0, |c| c.inner.buffered_amount()))
+    boundary_or(0, || {
+        unsafe { client.as_ref() }.map_or(0, |c| c.inner.buffered_amount())
+    })
 }
 
 /// Frees the client: if open, it sends what is queued and a 1001 close frame without waiting

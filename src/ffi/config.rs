@@ -5,8 +5,7 @@
 
 use super::status::*;
 use super::{boundary, object_mut, string};
-use crate::config::{millis, Config};
-use crate::error::Error;
+use crate::config::{millis, nonzero, Config};
 use std::ffi::c_char;
 
 /// Settings for a client. Create with `wsc_config_new`, free with `wsc_config_free`.
@@ -23,7 +22,11 @@ pub struct wsc_config {
 /// `wsc_client_new` returns.
 #[no_mangle]
 pub extern "C" fn wsc_config_new() -> *mut wsc_config {
-    super::boundary_or(std::ptr::null_mut(), || Box::into_raw(Box::new(wsc_config { inner: Config::default() })))
+    super::boundary_or(std::ptr::null_mut(), || {
+        Box::into_raw(Box::new(wsc_config {
+            inner: Config::default(),
+        }))
+    })
 }
 
 /// Frees a config from `wsc_config_new`. NULL does nothing. Call exactly once per config.
@@ -38,7 +41,10 @@ pub unsafe extern "C" fn wsc_config_free(cfg: *mut wsc_config) {
 }
 
 /// Runs a setter on the config behind `cfg`.
-unsafe fn with(cfg: *mut wsc_config, f: impl FnOnce(&mut Config) -> crate::Result<()>) -> wsc_status {
+unsafe fn with(
+    cfg: *mut wsc_config,
+    f: impl FnOnce(&mut Config) -> crate::Result<()>,
+) -> wsc_status {
     // SAFETY: forwarded from the caller of the setter.
     boundary(|| f(&mut unsafe { object_mut(cfg, "cfg") }?.inner))
 }
@@ -49,65 +55,111 @@ unsafe fn with(cfg: *mut wsc_config, f: impl FnOnce(&mut Config) -> crate::Resul
 /// `Content-Length`, `Transfer-Encoding`) are refused with `WSC_ERR_INVALID_ARGUMENT`.
 /// Both strings are copied. Header values are never logged.
 #[no_mangle]
-pub unsafe extern "C" fn wsc_config_add_header(cfg: *mut wsc_config, name: *const c_char, value: *const c_char) -> wsc_status {
-    unsafe { with(cfg, |c| c.add_header(string(name, "name")?, string(value, "value")?)) }
+pub unsafe extern "C" fn wsc_config_add_header(
+    cfg: *mut wsc_config,
+    name: *const c_char,
+    value: *const c_char,
+) -> wsc_status {
+    unsafe {
+        with(cfg, |c| {
+            c.add_header(string(name, "name")?, string(value, "value")?)
+        })
+    }
 }
 
 /// Offers a subprotocol in `Sec-WebSocket-Protocol`, in the order added. The server's choice
 /// arrives with `WSC_EVENT_OPEN`; a server that picks one not offered fails the handshake.
 /// `name` must be an HTTP token; it is copied.
 #[no_mangle]
-pub unsafe extern "C" fn wsc_config_add_subprotocol(cfg: *mut wsc_config, name: *const c_char) -> wsc_status {
+pub unsafe extern "C" fn wsc_config_add_subprotocol(
+    cfg: *mut wsc_config,
+    name: *const c_char,
+) -> wsc_status {
     unsafe { with(cfg, |c| c.add_subprotocol(string(name, "name")?)) }
 }
 
 /// Sets the `Origin` header of the handshake (none by default). Copied.
 #[no_mangle]
-pub unsafe extern "C" fn wsc_config_set_origin(cfg: *mut wsc_config, origin: *const c_char) -> wsc_status {
+pub unsafe extern "C" fn wsc_config_set_origin(
+    cfg: *mut wsc_config,
+    origin: *const c_char,
+) -> wsc_status {
     unsafe { with(cfg, |c| c.set_origin(string(origin, "origin")?)) }
 }
 
 /// Bounds DNS + TCP connect + TLS + HTTP upgrade together (default 10000 ms; 0 is refused).
 /// A server that accepts and then stalls or drips its answer fails with `WSC_ERR_TIMEOUT`.
 #[no_mangle]
-pub unsafe extern "C" fn wsc_config_set_connect_timeout_ms(cfg: *mut wsc_config, ms: u32) -> wsc_status {
-    unsafe { with(cfg, |c| Ok(c.connect_timeout = millis(ms, "connect timeout", false)?)) }
+pub unsafe extern "C" fn wsc_config_set_connect_timeout_ms(
+    cfg: *mut wsc_config,
+    ms: u32,
+) -> wsc_status {
+    unsafe {
+        with(cfg, |c| {
+            c.connect_timeout = millis(ms, "connect timeout", false)?;
+            Ok(())
+        })
+    }
 }
 
 /// Sends a ping every `ms` milliseconds while open (default 0: no pings). Together with the
 /// pong timeout this detects dead connections.
 #[no_mangle]
-pub unsafe extern "C" fn wsc_config_set_ping_interval_ms(cfg: *mut wsc_config, ms: u32) -> wsc_status {
-    unsafe { with(cfg, |c| Ok(c.ping_interval = millis(ms, "ping interval", true)?)) }
+pub unsafe extern "C" fn wsc_config_set_ping_interval_ms(
+    cfg: *mut wsc_config,
+    ms: u32,
+) -> wsc_status {
+    unsafe {
+        with(cfg, |c| {
+            c.ping_interval = millis(ms, "ping interval", true)?;
+            Ok(())
+        })
+    }
 }
 
 /// How long after a ping the server may stay silent (no pong, no frame at all) before the
 /// connection is declared dead: `WSC_EVENT_ERROR` (`WSC_ERR_TIMEOUT`) then `WSC_EVENT_CLOSE`
 /// (1006). Default 10000 ms; 0 is refused. Only used when a ping interval is set.
 #[no_mangle]
-pub unsafe extern "C" fn wsc_config_set_pong_timeout_ms(cfg: *mut wsc_config, ms: u32) -> wsc_status {
-    unsafe { with(cfg, |c| Ok(c.pong_timeout = millis(ms, "pong timeout", false)?)) }
+pub unsafe extern "C" fn wsc_config_set_pong_timeout_ms(
+    cfg: *mut wsc_config,
+    ms: u32,
+) -> wsc_status {
+    unsafe {
+        with(cfg, |c| {
+            c.pong_timeout = millis(ms, "pong timeout", false)?;
+            Ok(())
+        })
+    }
 }
 
 /// How long to wait for the server's side of the close handshake (default 5000 ms; 0 is
 /// refused). A server that never answers gives `WSC_EVENT_ERROR` (`WSC_ERR_TIMEOUT`) and a
 /// `WSC_EVENT_CLOSE` with 1006.
 #[no_mangle]
-pub unsafe extern "C" fn wsc_config_set_close_timeout_ms(cfg: *mut wsc_config, ms: u32) -> wsc_status {
-    unsafe { with(cfg, |c| Ok(c.close_timeout = millis(ms, "close timeout", false)?)) }
+pub unsafe extern "C" fn wsc_config_set_close_timeout_ms(
+    cfg: *mut wsc_config,
+    ms: u32,
+) -> wsc_status {
+    unsafe {
+        with(cfg, |c| {
+            c.close_timeout = millis(ms, "close timeout", false)?;
+            Ok(())
+        })
+    }
 }
 
 /// Largest message accepted in either direction, in bytes (default 64 MiB; 0 is refused).
 /// A larger send is refused with `WSC_ERR_MESSAGE_TOO_LARGE`; a larger incoming message
 /// closes the connection with 1009 before it is buffered whole.
 #[no_mangle]
-pub unsafe extern "C" fn wsc_config_set_max_message_size(cfg: *mut wsc_config, bytes: usize) -> wsc_status {
+pub unsafe extern "C" fn wsc_config_set_max_message_size(
+    cfg: *mut wsc_config,
+    bytes: usize,
+) -> wsc_status {
     unsafe {
         with(cfg, |c| {
-            if bytes == 0 {
-                return Err(Error::invalid_argument("max message size must be greater than 0"));
-            }
-            c.max_message_size = bytes;
+            c.max_message_size = nonzero(bytes, "max message size")?;
             Ok(())
         })
     }
@@ -116,13 +168,13 @@ pub unsafe extern "C" fn wsc_config_set_max_message_size(cfg: *mut wsc_config, b
 /// Largest incoming frame payload, in bytes (default 16 MiB; 0 is refused). Larger frames
 /// close the connection with 1009.
 #[no_mangle]
-pub unsafe extern "C" fn wsc_config_set_max_frame_size(cfg: *mut wsc_config, bytes: usize) -> wsc_status {
+pub unsafe extern "C" fn wsc_config_set_max_frame_size(
+    cfg: *mut wsc_config,
+    bytes: usize,
+) -> wsc_status {
     unsafe {
         with(cfg, |c| {
-            if bytes == 0 {
-                return Err(Error::invalid_argument("max frame size must be greater than 0"));
-            }
-            c.max_frame_size = bytes;
+            c.max_frame_size = nonzero(bytes, "max frame size")?;
             Ok(())
         })
     }
@@ -132,13 +184,13 @@ pub unsafe extern "C" fn wsc_config_set_max_frame_size(cfg: *mut wsc_config, byt
 /// that would pass it fails with `WSC_ERR_QUEUE_FULL` and nothing is queued; see
 /// `wsc_client_buffered_amount`.
 #[no_mangle]
-pub unsafe extern "C" fn wsc_config_set_send_queue_limit(cfg: *mut wsc_config, bytes: usize) -> wsc_status {
+pub unsafe extern "C" fn wsc_config_set_send_queue_limit(
+    cfg: *mut wsc_config,
+    bytes: usize,
+) -> wsc_status {
     unsafe {
         with(cfg, |c| {
-            if bytes == 0 {
-                return Err(Error::invalid_argument("send queue limit must be greater than 0"));
-            }
-            c.send_queue_limit = bytes;
+            c.send_queue_limit = nonzero(bytes, "send queue limit")?;
             Ok(())
         })
     }
@@ -148,13 +200,13 @@ pub unsafe extern "C" fn wsc_config_set_send_queue_limit(cfg: *mut wsc_config, b
 /// 0 is refused). Past it the worker stops reading the socket, so TCP pushes back on the
 /// server; nothing is dropped. Reading resumes when the queue has drained to half.
 #[no_mangle]
-pub unsafe extern "C" fn wsc_config_set_recv_queue_limit(cfg: *mut wsc_config, bytes: usize) -> wsc_status {
+pub unsafe extern "C" fn wsc_config_set_recv_queue_limit(
+    cfg: *mut wsc_config,
+    bytes: usize,
+) -> wsc_status {
     unsafe {
         with(cfg, |c| {
-            if bytes == 0 {
-                return Err(Error::invalid_argument("receive queue limit must be greater than 0"));
-            }
-            c.recv_queue_limit = bytes;
+            c.recv_queue_limit = nonzero(bytes, "receive queue limit")?;
             Ok(())
         })
     }
@@ -164,7 +216,10 @@ pub unsafe extern "C" fn wsc_config_set_recv_queue_limit(cfg: *mut wsc_config, b
 /// system roots. The file is read and parsed now: an unreadable or invalid file gives
 /// `WSC_ERR_TLS` and changes nothing. May be called repeatedly.
 #[no_mangle]
-pub unsafe extern "C" fn wsc_config_set_ca_file(cfg: *mut wsc_config, pem_path: *const c_char) -> wsc_status {
+pub unsafe extern "C" fn wsc_config_set_ca_file(
+    cfg: *mut wsc_config,
+    pem_path: *const c_char,
+) -> wsc_status {
     unsafe { with(cfg, |c| c.set_ca_file(string(pem_path, "pem_path")?)) }
 }
 
@@ -173,6 +228,14 @@ pub unsafe extern "C" fn wsc_config_set_ca_file(cfg: *mut wsc_config, pem_path: 
 /// DANGER: with `false`, any server can impersonate any other and read and alter all
 /// traffic. Use it only against a test server you control; never in production.
 #[no_mangle]
-pub unsafe extern "C" fn wsc_config_set_tls_verify(cfg: *mut wsc_config, verify: bool) -> wsc_status {
-    unsafe { with(cfg, |c| Ok(c.tls_verify = verify)) }
+pub unsafe extern "C" fn wsc_config_set_tls_verify(
+    cfg: *mut wsc_config,
+    verify: bool,
+) -> wsc_status {
+    unsafe {
+        with(cfg, |c| {
+            c.tls_verify = verify;
+            Ok(())
+        })
+    }
 }

@@ -1,6 +1,6 @@
 //! `wsc_event`: the C view of an event, borrowed from the Rust one.
 
-use super::status::{wsc_status, WSC_OK};
+use super::status::wsc_status;
 use crate::events::{Event, EventKind};
 
 /// The kind of a `wsc_event`.
@@ -89,7 +89,11 @@ impl wsc_event {
             status: ev.status,
             close_code: ev.close_code,
             flags: ev.flags,
-            data: if ev.data.is_empty() { EMPTY.as_ptr() } else { ev.data.as_ptr() },
+            data: if ev.data.is_empty() {
+                EMPTY.as_ptr()
+            } else {
+                ev.data.as_ptr()
+            },
             len: ev.data.len(),
             id: ev.id,
         }

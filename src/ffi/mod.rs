@@ -68,10 +68,14 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize, what: &str) -> Result
         return Ok(&[]);
     }
     if ptr.is_null() {
-        return Err(Error::invalid_argument(format!("{what} is NULL but its length is {len}")));
+        return Err(Error::invalid_argument(format!(
+            "{what} is NULL but its length is {len}"
+        )));
     }
     if len > isize::MAX as usize {
-        return Err(Error::invalid_argument(format!("length of {what} is out of range")));
+        return Err(Error::invalid_argument(format!(
+            "length of {what} is out of range"
+        )));
     }
     // SAFETY: non-NULL, length in range, and the caller promises `len` readable bytes.
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
