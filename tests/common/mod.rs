@@ -619,6 +619,8 @@ pub struct LogData {
     pub ended: usize,
     pub tls_errors: Vec<String>,
     pub notes: Vec<String>,
+    /// Scripted servers: sequence numbers of the messages they read, in order.
+    pub seqs: Vec<u64>,
 }
 
 #[derive(Default)]
