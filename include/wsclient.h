@@ -39,26 +39,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DEFAULT_MAX_MESSAGE (64 << 20)
+/**
+ * `flags` of a `WSC_EVENT_CLOSE`: the client started the close (`wsc_client_close`, or a
+ * server fault it answered with a close frame).
+ */
+#define WSC_CLOSE_LOCAL 1
 
 /**
- * Who ended the connection, carried by `Close` events in `flags`.
+ * `flags` of a `WSC_EVENT_CLOSE`: the server started the close handshake.
  */
-#define CLOSE_LOCAL 1
+#define WSC_CLOSE_REMOTE 2
 
-#define CLOSE_REMOTE 2
-
-#define CLOSE_ABNORMAL 4
-
-#define STATE_IDLE 0
-
-#define STATE_CONNECTING 1
-
-#define STATE_OPEN 2
-
-#define STATE_CLOSING 3
-
-#define STATE_CLOSED 4
+/**
+ * `flags` of a `WSC_EVENT_CLOSE`: no close handshake completed (connection lost, timed out,
+ * or never opened).
+ */
+#define WSC_CLOSE_ABNORMAL 4
 
 /**
  * Major version of the library this header belongs to.
@@ -543,6 +539,32 @@ wsc_status wsc_config_set_ca_file(struct wsc_config *cfg, const char *pem_path);
  * traffic. Use it only against a test server you control; never in production.
  */
 wsc_status wsc_config_set_tls_verify(struct wsc_config *cfg, bool verify);
+
+/**
+ * Turns permessage-deflate (RFC 7692) on (the default) or off. Off: no
+ * `Sec-WebSocket-Extensions` header is sent and no message is compressed.
+ * On: the offers set with `wsc_config_add_deflate_offer` are sent, or by default the one
+ * browsers send, `permessage-deflate; client_max_window_bits`. Whether compression is used
+ * is the server's choice; incoming compressed messages are bounded by the max message size
+ * after decompression.
+ */
+wsc_status wsc_config_set_deflate(struct wsc_config *cfg, bool enabled);
+
+/**
+ * Adds a permessage-deflate offer, in order of preference; the first call replaces the
+ * default offer (and leaves compression on/off as set). `params` is the offer's parameter list as it goes on the wire after
+ * `permessage-deflate`, separated by `;` (`""` offers plain permessage-deflate):
+ * - `client_max_window_bits` (optionally `=8..15`): the server may limit the window our
+ *   compressor uses;
+ * - `client_no_context_takeover`: we offer to reset our compressor after every message;
+ * - `server_max_window_bits=8..15`: asks the server to use at most that window;
+ * - `server_no_context_takeover`: asks the server to reset its compressor after every
+ *   message (costs ratio, saves the server 32 KiB per connection).
+ *
+ * Example: `wsc_config_add_deflate_offer(cfg, "client_no_context_takeover; client_max_window_bits")`.
+ * Unknown, repeated or malformed parameters give `WSC_ERR_INVALID_ARGUMENT`. Copied.
+ */
+wsc_status wsc_config_add_deflate_offer(struct wsc_config *cfg, const char *params);
 
 /**
  * Returns a static, NUL-terminated name for `status`, e.g. `"WSC_ERR_TLS"`.

@@ -1,5 +1,6 @@
 //! Connection settings, validated when they are set so a bad value fails at the call that made it.
 
+use crate::deflate::Offer;
 use crate::error::{Error, Result};
 use std::time::Duration;
 
@@ -23,9 +24,12 @@ pub struct Config {
     /// Extra trusted roots, in DER, parsed from the CA file when it was set.
     pub extra_roots: Vec<Vec<u8>>,
     pub tls_verify: bool,
+    pub deflate: bool,
+    /// The caller's permessage-deflate offers, most preferred first; empty: the default one.
+    pub deflate_offers: Vec<Offer>,
 }
 
-pub const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
+pub(crate) const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 
 impl Default for Config {
     fn default() -> Self {
@@ -43,6 +47,8 @@ impl Default for Config {
             recv_queue_limit: 2 * DEFAULT_MAX_MESSAGE,
             extra_roots: Vec::new(),
             tls_verify: true,
+            deflate: true,
+            deflate_offers: Vec::new(),
         }
     }
 }
@@ -74,6 +80,15 @@ fn is_header_value(s: &str) -> bool {
 }
 
 impl Config {
+    /// The permessage-deflate offers to send; none when compression is off.
+    pub fn offers(&self) -> Vec<Offer> {
+        match (self.deflate, self.deflate_offers.is_empty()) {
+            (false, _) => Vec::new(),
+            (true, true) => vec![Offer::browser()],
+            (true, false) => self.deflate_offers.clone(),
+        }
+    }
+
     pub fn add_header(&mut self, name: &str, value: &str) -> Result<()> {
         if !is_token(name) {
             return Err(Error::invalid_argument(format!(

@@ -25,32 +25,6 @@ impl Error {
     pub fn invalid_state(message: impl Into<String>) -> Self {
         Self::new(WSC_ERR_INVALID_STATE, message)
     }
-
-    /// Maps a tungstenite error seen after the handshake to a status and message.
-    pub(crate) fn from_ws(err: &tungstenite::Error) -> Self {
-        use tungstenite::error::{CapacityError, Error as E};
-        match err {
-            E::Io(e) => Self::new(WSC_ERR_IO, format!("I/O: {e}")),
-            E::Tls(e) => Self::new(WSC_ERR_TLS, format!("TLS: {e}")),
-            E::Capacity(CapacityError::MessageTooLong { size, max_size }) => Self::new(
-                WSC_ERR_MESSAGE_TOO_LARGE,
-                format!("received message of {size} bytes exceeds the limit of {max_size}"),
-            ),
-            E::Capacity(e) => Self::new(WSC_ERR_MESSAGE_TOO_LARGE, format!("received {e}")),
-            E::Utf8(e) => Self::new(
-                WSC_ERR_INVALID_UTF8,
-                format!("received text is not valid UTF-8: {e}"),
-            ),
-            E::Protocol(e) => Self::new(
-                WSC_ERR_PROTOCOL,
-                format!("protocol violation by the server: {e}"),
-            ),
-            E::ConnectionClosed | E::AlreadyClosed => {
-                Self::new(WSC_ERR_NOT_CONNECTED, "connection closed")
-            }
-            other => Self::new(WSC_ERR_PROTOCOL, other.to_string()),
-        }
-    }
 }
 
 impl fmt::Display for Error {

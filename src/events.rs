@@ -25,9 +25,9 @@ pub enum EventKind {
 }
 
 /// Who ended the connection, carried by `Close` events in `flags`.
-pub const CLOSE_LOCAL: u32 = 1;
-pub const CLOSE_REMOTE: u32 = 2;
-pub const CLOSE_ABNORMAL: u32 = 4;
+pub(crate) const CLOSE_LOCAL: u32 = 1;
+pub(crate) const CLOSE_REMOTE: u32 = 2;
+pub(crate) const CLOSE_ABNORMAL: u32 = 4;
 
 #[derive(Clone, Debug)]
 pub struct Event {

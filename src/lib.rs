@@ -12,11 +12,14 @@
 
 mod client;
 mod config;
+mod deflate;
 mod error;
 mod events;
+mod handshake;
 mod heartbeat;
 mod notify;
 mod outbox;
+mod protocol;
 mod target;
 mod transport;
 mod worker;

@@ -12,12 +12,8 @@ use mio::{Events, Interest, Poll, Token};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Instant;
-use tungstenite::client::IntoClientRequest;
-use tungstenite::handshake::client::{ClientHandshake, Response};
-use tungstenite::handshake::HandshakeError;
-use tungstenite::http::HeaderValue;
-use tungstenite::protocol::WebSocketConfig;
-use tungstenite::WebSocket;
+use crate::handshake::Handshake;
+use crate::protocol::Session;
 
 pub const WAKER: Token = Token(0);
 pub const SOCKET: Token = Token(1);
@@ -111,7 +107,7 @@ impl Io<'_> {
 
 /// What a successful open gives the worker.
 pub struct Opened {
-    pub ws: WebSocket<Stream>,
+    pub session: Session,
     pub subprotocol: String,
 }
 
@@ -229,112 +225,13 @@ fn start_tls(io: &mut Io, target: &Target, config: &Config, tcp: TcpStream) -> R
     }
 }
 
-fn ws_config(config: &Config) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(config.max_message_size))
-        .max_frame_size(Some(config.max_frame_size))
-}
-
-fn build_request(
-    target: &Target,
-    config: &Config,
-) -> Result<tungstenite::handshake::client::Request> {
-    let bad = |e: &dyn std::fmt::Display| {
-        Error::new(
-            WSC_ERR_INVALID_ARGUMENT,
-            format!("cannot build the handshake request: {e}"),
-        )
-    };
-    let mut req = target
-        .url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| bad(&e))?;
-    let headers = req.headers_mut();
-    let mut add = |name: &str, value: &str| -> Result<()> {
-        let name =
-            tungstenite::http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| bad(&e))?;
-        headers.append(name, HeaderValue::from_str(value).map_err(|e| bad(&e))?);
-        Ok(())
-    };
-    if let Some(origin) = &config.origin {
-        add("Origin", origin)?;
-    }
-    if !config.subprotocols.is_empty() {
-        add("Sec-WebSocket-Protocol", &config.subprotocols.join(", "))?;
-    }
-    for (name, value) in &config.headers {
-        add(name, value)?;
-    }
-    Ok(req)
-}
-
-fn upgrade(io: &mut Io, target: &Target, config: &Config, stream: Stream) -> Result<Opened> {
-    let req = build_request(target, config)?;
-    let mut attempt = ClientHandshake::start(stream, req, Some(ws_config(config)))
-        .map_err(|e| handshake_error(&e))?
-        .handshake();
-    let (ws, response) = loop {
-        match attempt {
-            Ok(done) => break done,
-            Err(HandshakeError::Failure(e)) => return Err(handshake_error(&e)),
-            Err(HandshakeError::Interrupted(mid)) => {
-                io.wait("waiting for the handshake response")?;
-                attempt = mid.handshake();
-            }
+fn upgrade(io: &mut Io, target: &Target, config: &Config, mut stream: Stream) -> Result<Opened> {
+    let mut handshake = Handshake::new(target, config)?;
+    loop {
+        if let Some(accepted) = handshake.advance(&mut stream)? {
+            let session = Session::new(stream, accepted.tail, accepted.deflate.as_ref(), config);
+            return Ok(Opened { session, subprotocol: accepted.subprotocol });
         }
-    };
-    check_response(&response)?;
-    let subprotocol = response
-        .headers()
-        .get("Sec-WebSocket-Protocol")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    Ok(Opened { ws, subprotocol })
-}
-
-/// What tungstenite leaves to the caller: we offer no extension, so none may be accepted.
-fn check_response(response: &Response) -> Result<()> {
-    if let Some(ext) = response.headers().get("Sec-WebSocket-Extensions") {
-        return Err(Error::new(
-            WSC_ERR_HANDSHAKE,
-            format!("handshake: server accepted an extension that was not offered: {ext:?}"),
-        ));
-    }
-    Ok(())
-}
-
-fn handshake_error(err: &tungstenite::Error) -> Error {
-    use tungstenite::Error as E;
-    match err {
-        E::Http(resp) => {
-            let status = resp.status();
-            Error::new(
-                WSC_ERR_HANDSHAKE,
-                format!(
-                    "handshake: server answered HTTP {} {} instead of 101 Switching Protocols",
-                    status.as_u16(),
-                    status.canonical_reason().unwrap_or("")
-                ),
-            )
-        }
-        E::Io(e)
-            if e.kind() == io::ErrorKind::UnexpectedEof
-                || e.kind() == io::ErrorKind::ConnectionReset =>
-        {
-            Error::new(
-                WSC_ERR_HANDSHAKE,
-                format!("handshake: connection closed by the server before a response: {e}"),
-            )
-        }
-        E::Io(e) => Error::new(WSC_ERR_IO, format!("I/O during the handshake: {e}")),
-        E::Tls(e) => Error::new(WSC_ERR_TLS, format!("TLS: {e}")),
-        E::AttackAttempt => Error::new(
-            WSC_ERR_HANDSHAKE,
-            "handshake: response headers too large or sent too slowly",
-        ),
-        E::Capacity(e) => Error::new(WSC_ERR_HANDSHAKE, format!("handshake: {e}")),
-        other => Error::new(WSC_ERR_HANDSHAKE, format!("handshake: {other}")),
+        io.wait("waiting for the handshake response")?;
     }
 }

@@ -9,7 +9,8 @@ use crate::events::{
 use crate::heartbeat::{Beat, Heartbeat};
 use crate::outbox::Outbox;
 use crate::target::Target;
-use crate::transport::{self, Io, Stream, SOCKET, WAKER};
+use crate::protocol::{ReadError, Session};
+use crate::transport::{self, Io, SOCKET, WAKER};
 use crate::*;
 use mio::{Events, Poll};
 use std::io;
@@ -19,11 +20,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
-use tungstenite::{Bytes, Message, WebSocket};
+use tungstenite::{Bytes, Message};
 
 /// Messages read per wake-up before the worker turns to sending, so neither side starves.
 const READ_BUDGET: usize = 256;
-/// Bytes handed to tungstenite per batch before it flushes and looks at reads again.
+/// Bytes queued in the session per batch before it flushes and looks at reads again.
 const WRITE_BATCH: usize = 1 << 20;
 /// How long to wait for the server to close TCP once both close frames were exchanged.
 const LINGER: Duration = Duration::from_secs(1);
@@ -40,11 +41,11 @@ pub struct Shared {
     pub stop: AtomicBool,
 }
 
-pub const STATE_IDLE: u8 = 0;
-pub const STATE_CONNECTING: u8 = 1;
-pub const STATE_OPEN: u8 = 2;
-pub const STATE_CLOSING: u8 = 3;
-pub const STATE_CLOSED: u8 = 4;
+pub(crate) const STATE_IDLE: u8 = 0;
+pub(crate) const STATE_CONNECTING: u8 = 1;
+pub(crate) const STATE_OPEN: u8 = 2;
+pub(crate) const STATE_CLOSING: u8 = 3;
+pub(crate) const STATE_CLOSED: u8 = 4;
 
 /// Where events go: the caller's handler on this thread, or the poll queue.
 pub enum Sink {
@@ -85,7 +86,7 @@ impl End {
 
 /// The open connection and what the loop knows about it.
 struct Conn {
-    ws: WebSocket<Stream>,
+    ws: Session,
     read_ready: bool,
     write_blocked: bool,
     want_flush: bool,
@@ -178,7 +179,7 @@ impl Worker {
         };
         let now = Instant::now();
         let mut conn = Conn {
-            ws: opened.ws,
+            ws: opened.session,
             // The handshake may have read frames already: look before waiting.
             read_ready: true,
             write_blocked: false,
@@ -240,9 +241,7 @@ impl Worker {
                 }
                 let close = lock(&shared.outbox.control).close.take();
                 if let Some((code, reason)) = close {
-                    if let Err(e) = self.start_close(conn, code, reason, now) {
-                        return Some(self.io_failure(conn, e));
-                    }
+                    self.start_close(conn, code, reason, now);
                 }
             }
             if let Err(e) = self.pump(conn) {
@@ -279,32 +278,21 @@ impl Worker {
         deadline.map(|d| d.saturating_duration_since(now))
     }
 
-    /// Hands queued messages to tungstenite and flushes once per batch.
-    fn pump(&mut self, conn: &mut Conn) -> std::result::Result<(), tungstenite::Error> {
+    /// Hands queued messages to the session and flushes once per batch.
+    fn pump(&mut self, conn: &mut Conn) -> io::Result<()> {
         let outbox = &self.shared.outbox;
-        let mut batch = 0;
-        while !conn.write_blocked && batch < WRITE_BATCH {
+        let mut released = 0;
+        while !conn.write_blocked && conn.ws.pending_output() < WRITE_BATCH {
             let Some(out) = outbox.try_take() else { break };
-            let len = out.len();
-            batch += len;
-            let res = conn.ws.write(out.msg);
-            outbox.release(len);
-            match res {
-                Ok(()) => {}
-                // The frame is buffered; the rest goes out when the socket is writable.
-                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                    conn.write_blocked = true
-                }
-                Err(e) => return Err(e),
-            }
+            released += out.len();
+            conn.ws.write(out.msg);
             conn.want_flush = true;
         }
+        outbox.release(released);
         if conn.want_flush && !conn.write_blocked {
             match conn.ws.flush() {
                 Ok(()) => conn.want_flush = false,
-                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                    conn.write_blocked = true
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.write_blocked = true,
                 Err(e) => return Err(e),
             }
         }
@@ -312,31 +300,20 @@ impl Worker {
     }
 
     /// `wsc_client_close`: everything queued before it goes out first, then the close frame.
-    fn start_close(
-        &mut self,
-        conn: &mut Conn,
-        code: u16,
-        reason: String,
-        now: Instant,
-    ) -> std::result::Result<(), tungstenite::Error> {
+    fn start_close(&mut self, conn: &mut Conn, code: u16, reason: String, now: Instant) {
         if conn.close_sent.is_some() || conn.close_received.is_some() {
-            return Ok(());
+            return;
         }
         self.shared.state.store(STATE_CLOSING, SeqCst);
         let outbox = &self.shared.outbox;
         while let Some(out) = outbox.try_take() {
-            let len = out.len();
-            let res = conn.ws.write(out.msg);
-            outbox.release(len);
-            would_block_ok(res)?;
+            outbox.release(out.len());
+            conn.ws.write(out.msg);
         }
+        conn.ws.close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }));
         conn.close_sent = Some(code);
         conn.close_deadline = Some(now + self.shared.config.close_timeout);
         conn.want_flush = true;
-        would_block_ok(conn.ws.close(Some(CloseFrame {
-            code: CloseCode::from(code),
-            reason: reason.into(),
-        })))
     }
 
     fn read_some(&mut self, conn: &mut Conn, now: Instant) -> Option<End> {
@@ -344,7 +321,7 @@ impl Worker {
         for n in 0..READ_BUDGET {
             match conn.ws.read() {
                 Ok(msg) => self.on_message(conn, msg, now),
-                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                Err(ReadError::WouldBlock) => {
                     conn.read_ready = false;
                     break;
                 }
@@ -362,7 +339,7 @@ impl Worker {
                 }
             }
         }
-        let stream = conn.ws.get_mut();
+        let stream = conn.ws.stream();
         if stream.got_bytes {
             stream.got_bytes = false;
             conn.heartbeat.on_traffic();
@@ -375,7 +352,7 @@ impl Worker {
             Message::Text(t) => Event::new(EventKind::Text, t.into()),
             Message::Binary(b) => Event::new(EventKind::Binary, b),
             Message::Ping(p) => {
-                // tungstenite queued the pong; make sure it is flushed.
+                // The session queued the pong; make sure it is flushed.
                 conn.want_flush = true;
                 Event::new(EventKind::Ping, p)
             }
@@ -386,7 +363,7 @@ impl Worker {
                     None => (1005, Bytes::new()),
                 };
                 if conn.close_sent.is_none() {
-                    // The server closes first: tungstenite queued the echo; close the gate.
+                    // The server closes first: the session queued the echo; close the gate.
                     self.shared.outbox.close_gate();
                     self.shared.state.store(STATE_CLOSING, SeqCst);
                     conn.want_flush = true;
@@ -405,52 +382,31 @@ impl Worker {
 
     /// Decides what a read error means: the normal end, an abnormal drop, or a server fault
     /// that we answer with a close frame of the matching code.
-    fn on_read_error(
-        &mut self,
-        conn: &mut Conn,
-        err: tungstenite::Error,
-        now: Instant,
-    ) -> Option<End> {
-        use tungstenite::Error as E;
-        if matches!(err, E::ConnectionClosed | E::AlreadyClosed)
-            || conn.close_sent.is_some()
-            || conn.close_received.is_some()
-        {
-            return Some(self.closing_end(conn));
-        }
-        let e = Error::from_ws(&err);
-        let code = match (&err, e.status) {
-            (E::Io(_), _)
-            | (E::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake), _) => {
-                let e = Error::new(
-                    WSC_ERR_IO,
-                    format!("connection lost without a close frame: {err}"),
-                );
-                return Some(End::failed(e, 1006, CLOSE_ABNORMAL));
+    fn on_read_error(&mut self, conn: &mut Conn, err: ReadError, now: Instant) -> Option<End> {
+        let (e, code) = match err {
+            ReadError::WouldBlock => return None,
+            ReadError::Closed => return Some(self.closing_end(conn)),
+            ReadError::Lost(_) if conn.close_sent.is_some() || conn.close_received.is_some() => {
+                return Some(self.closing_end(conn))
             }
-            (_, WSC_ERR_INVALID_UTF8) => 1007,
-            (_, WSC_ERR_MESSAGE_TOO_LARGE) => 1009,
-            _ => 1002,
+            ReadError::Lost(why) => {
+                return Some(End::failed(Error::new(WSC_ERR_IO, why), 1006, CLOSE_ABNORMAL))
+            }
+            // Already closing: the server's garbage changes nothing.
+            ReadError::Fault(..) if conn.close_sent.is_some() || conn.close_received.is_some() => {
+                return Some(self.closing_end(conn))
+            }
+            ReadError::Fault(e, code) => (e, code),
         };
         self.emit(Event::error(&e));
         self.shared.outbox.close_gate();
         self.shared.state.store(STATE_CLOSING, SeqCst);
+        let reason: String = e.message.chars().take(100).collect();
+        conn.ws.close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }));
         conn.close_sent = Some(code);
         conn.failure = Some(e.status);
         conn.close_deadline = Some(now + self.shared.config.close_timeout);
         conn.want_flush = true;
-        let reason = e.message.chars().take(100).collect::<String>();
-        if would_block_ok(conn.ws.close(Some(CloseFrame {
-            code: CloseCode::from(code),
-            reason: reason.into(),
-        })))
-        .is_err()
-        {
-            return Some(End {
-                status: e.status,
-                ..End::clean(code, Bytes::new(), CLOSE_LOCAL)
-            });
-        }
         None
     }
 
@@ -493,9 +449,7 @@ impl Worker {
         match conn.heartbeat.check(now) {
             Beat::Idle => None,
             Beat::SendPing => {
-                if let Err(e) = would_block_ok(conn.ws.write(Message::Ping(Bytes::new()))) {
-                    return Some(self.io_failure(conn, e));
-                }
+                conn.ws.write(Message::Ping(Bytes::new()));
                 conn.want_flush = true;
                 None
             }
@@ -511,11 +465,11 @@ impl Worker {
     }
 
     /// A write failed: the connection is gone unless a close handshake was under way.
-    fn io_failure(&mut self, conn: &Conn, err: tungstenite::Error) -> End {
+    fn io_failure(&mut self, conn: &Conn, err: io::Error) -> End {
         if conn.close_received.is_some() || conn.close_sent.is_some() {
             return self.closing_end(conn);
         }
-        End::failed(Error::from_ws(&err), 1006, CLOSE_ABNORMAL)
+        End::failed(Error::new(WSC_ERR_IO, format!("I/O: {err}")), 1006, CLOSE_ABNORMAL)
     }
 
     /// `wsc_client_free` while open: best effort to send what was queued and a 1001 close,
@@ -525,16 +479,11 @@ impl Worker {
         outbox.close_gate();
         while let Some(out) = outbox.try_take() {
             outbox.release(out.len());
-            let _ = conn.ws.write(out.msg);
+            conn.ws.write(out.msg);
         }
-        if conn.close_sent.is_none() && conn.close_received.is_none() {
-            let _ = conn.ws.close(Some(CloseFrame {
-                code: CloseCode::Away,
-                reason: "client freed".into(),
-            }));
-        }
+        conn.ws.close(Some(CloseFrame { code: CloseCode::Away, reason: "client freed".into() }));
         let _ = conn.ws.flush();
-        let _ = conn.ws.get_ref().tcp().shutdown(std::net::Shutdown::Both);
+        let _ = conn.ws.stream().tcp().shutdown(std::net::Shutdown::Both);
         self.shared.state.store(STATE_CLOSED, SeqCst);
     }
 
@@ -590,11 +539,3 @@ impl Worker {
     }
 }
 
-fn would_block_ok(
-    res: std::result::Result<(), tungstenite::Error>,
-) -> std::result::Result<(), tungstenite::Error> {
-    match res {
-        Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-        other => other,
-    }
-}

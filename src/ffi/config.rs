@@ -6,6 +6,8 @@
 use super::status::*;
 use super::{boundary, object_mut, string};
 use crate::config::{millis, nonzero, Config};
+use crate::deflate::Offer;
+use crate::error::Error;
 use std::ffi::c_char;
 
 /// Settings for a client. Create with `wsc_config_new`, free with `wsc_config_free`.
@@ -235,6 +237,45 @@ pub unsafe extern "C" fn wsc_config_set_tls_verify(
     unsafe {
         with(cfg, |c| {
             c.tls_verify = verify;
+            Ok(())
+        })
+    }
+}
+
+/// Turns permessage-deflate (RFC 7692) on (the default) or off. Off: no
+/// `Sec-WebSocket-Extensions` header is sent and no message is compressed.
+/// On: the offers set with `wsc_config_add_deflate_offer` are sent, or by default the one
+/// browsers send, `permessage-deflate; client_max_window_bits`. Whether compression is used
+/// is the server's choice; incoming compressed messages are bounded by the max message size
+/// after decompression.
+#[no_mangle]
+pub unsafe extern "C" fn wsc_config_set_deflate(cfg: *mut wsc_config, enabled: bool) -> wsc_status {
+    unsafe {
+        with(cfg, |c| {
+            c.deflate = enabled;
+            Ok(())
+        })
+    }
+}
+
+/// Adds a permessage-deflate offer, in order of preference; the first call replaces the
+/// default offer (and leaves compression on/off as set). `params` is the offer's parameter list as it goes on the wire after
+/// `permessage-deflate`, separated by `;` (`""` offers plain permessage-deflate):
+/// - `client_max_window_bits` (optionally `=8..15`): the server may limit the window our
+///   compressor uses;
+/// - `client_no_context_takeover`: we offer to reset our compressor after every message;
+/// - `server_max_window_bits=8..15`: asks the server to use at most that window;
+/// - `server_no_context_takeover`: asks the server to reset its compressor after every
+///   message (costs ratio, saves the server 32 KiB per connection).
+///
+/// Example: `wsc_config_add_deflate_offer(cfg, "client_no_context_takeover; client_max_window_bits")`.
+/// Unknown, repeated or malformed parameters give `WSC_ERR_INVALID_ARGUMENT`. Copied.
+#[no_mangle]
+pub unsafe extern "C" fn wsc_config_add_deflate_offer(cfg: *mut wsc_config, params: *const c_char) -> wsc_status {
+    unsafe {
+        with(cfg, |c| {
+            let offer = Offer::parse(string(params, "params")?).map_err(Error::invalid_argument)?;
+            c.deflate_offers.push(offer);
             Ok(())
         })
     }

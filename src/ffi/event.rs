@@ -35,12 +35,12 @@ pub const WSC_EVENT_SEND_FAILED: wsc_event_type = 8;
 
 /// `flags` of a `WSC_EVENT_CLOSE`: the client started the close (`wsc_client_close`, or a
 /// server fault it answered with a close frame).
-pub const WSC_CLOSE_LOCAL: u32 = crate::events::CLOSE_LOCAL;
+pub const WSC_CLOSE_LOCAL: u32 = 1;
 /// `flags` of a `WSC_EVENT_CLOSE`: the server started the close handshake.
-pub const WSC_CLOSE_REMOTE: u32 = crate::events::CLOSE_REMOTE;
+pub const WSC_CLOSE_REMOTE: u32 = 2;
 /// `flags` of a `WSC_EVENT_CLOSE`: no close handshake completed (connection lost, timed out,
 /// or never opened).
-pub const WSC_CLOSE_ABNORMAL: u32 = crate::events::CLOSE_ABNORMAL;
+pub const WSC_CLOSE_ABNORMAL: u32 = 4;
 
 /// One event. Filled in by the library; the caller only reads it.
 ///
@@ -67,6 +67,16 @@ pub struct wsc_event {
 
 /// What `data` points at when there is no payload, so C code never sees NULL.
 static EMPTY: [u8; 1] = [0];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn close_flags_match_the_core() {
+        assert_eq!(super::WSC_CLOSE_LOCAL, crate::events::CLOSE_LOCAL);
+        assert_eq!(super::WSC_CLOSE_REMOTE, crate::events::CLOSE_REMOTE);
+        assert_eq!(super::WSC_CLOSE_ABNORMAL, crate::events::CLOSE_ABNORMAL);
+    }
+}
 
 pub(crate) fn event_type(kind: EventKind) -> wsc_event_type {
     match kind {

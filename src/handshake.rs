@@ -1,0 +1,170 @@
+//! The HTTP/1.1 upgrade (RFC 6455 section 4), done here rather than by tungstenite's client so
+//! that the bytes the server sends right after its 101 answer are kept, extensions can be
+//! negotiated, and the response is checked the way RFC 6455 says.
+
+use crate::deflate;
+use crate::error::{Error, Result};
+use crate::*;
+use std::io::{self, Read, Write};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::handshake::client::generate_request;
+use tungstenite::handshake::derive_accept_key;
+use tungstenite::http::{HeaderName, HeaderValue};
+
+/// Largest response head accepted; a server sending more is refused, not buffered.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+const MAX_HEADERS: usize = 64;
+
+/// What an accepted upgrade gives the connection.
+pub struct Accepted {
+    pub subprotocol: String,
+    pub deflate: Option<deflate::Params>,
+    /// Bytes after the response head: the first frames.
+    pub tail: Vec<u8>,
+}
+
+/// A client handshake in progress over a non-blocking stream.
+pub struct Handshake {
+    request: Vec<u8>,
+    written: usize,
+    accept_key: String,
+    response: Vec<u8>,
+    subprotocols: Vec<String>,
+    offered_deflate: Vec<deflate::Offer>,
+}
+
+impl Handshake {
+    pub fn new(target: &crate::target::Target, config: &crate::Config) -> Result<Handshake> {
+        let bad = |e: &dyn std::fmt::Display| {
+            Error::invalid_argument(format!("cannot build the handshake request: {e}"))
+        };
+        let mut req = target.url.as_str().into_client_request().map_err(|e| bad(&e))?;
+        let headers = req.headers_mut();
+        let mut add = |name: &str, value: &str| -> Result<()> {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| bad(&e))?;
+            headers.append(name, HeaderValue::from_str(value).map_err(|e| bad(&e))?);
+            Ok(())
+        };
+        if let Some(origin) = &config.origin {
+            add("Origin", origin)?;
+        }
+        if !config.subprotocols.is_empty() {
+            add("Sec-WebSocket-Protocol", &config.subprotocols.join(", "))?;
+        }
+        let offers = config.offers();
+        if !offers.is_empty() {
+            add("Sec-WebSocket-Extensions", &deflate::offer_header(&offers))?;
+        }
+        for (name, value) in &config.headers {
+            add(name, value)?;
+        }
+        let (request, key) = generate_request(req).map_err(|e| bad(&e))?;
+        Ok(Handshake {
+            request,
+            written: 0,
+            accept_key: derive_accept_key(key.as_bytes()),
+            response: Vec::with_capacity(1024),
+            subprotocols: config.subprotocols.clone(),
+            offered_deflate: offers,
+        })
+    }
+
+    /// Makes progress; `Ok(None)` means the stream would block: call again when it is ready.
+    pub fn advance(&mut self, stream: &mut (impl Read + Write)) -> Result<Option<Accepted>> {
+        while self.written < self.request.len() {
+            match stream.write(&self.request[self.written..]) {
+                Ok(0) => return Err(closed_early()),
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(io_error(e)),
+            }
+        }
+        match stream.flush() {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(io_error(e)),
+        }
+        loop {
+            if let Some(accepted) = self.parse()? {
+                return Ok(Some(accepted));
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk) {
+                Ok(0) => return Err(closed_early()),
+                Ok(n) => self.response.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(io_error(e)),
+            }
+            if self.response.len() > MAX_RESPONSE_HEAD && self.parse()?.is_none() {
+                return Err(Error::new(
+                    WSC_ERR_HANDSHAKE,
+                    format!("handshake: response head exceeds {MAX_RESPONSE_HEAD} bytes"),
+                ));
+            }
+        }
+    }
+
+    /// Parses and checks the response once its head is complete.
+    fn parse(&self) -> Result<Option<Accepted>> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut headers);
+        let head_len = match resp.parse(&self.response) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => {
+                return Err(Error::new(
+                    WSC_ERR_HANDSHAKE,
+                    format!("handshake: the server's answer is not HTTP: {e}"),
+                ))
+            }
+        };
+        let code = resp.code.unwrap_or(0);
+        if code != 101 {
+            let reason = resp.reason.unwrap_or("");
+            return Err(Error::new(
+                WSC_ERR_HANDSHAKE,
+                format!("handshake: server answered HTTP {code} {reason} instead of 101 Switching Protocols"),
+            ));
+        }
+        let header = |name: &str| -> Option<&str> {
+            let mut found = resp.headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name));
+            found.next().and_then(|h| std::str::from_utf8(h.value).ok()).map(str::trim)
+        };
+        let refuse = |why: String| Err(Error::new(WSC_ERR_HANDSHAKE, format!("handshake: {why}")));
+        if !header("Upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")) {
+            return refuse("101 answer without `Upgrade: websocket`".into());
+        }
+        if !header("Connection")
+            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+        {
+            return refuse("101 answer without `Connection: Upgrade`".into());
+        }
+        if header("Sec-WebSocket-Accept") != Some(self.accept_key.as_str()) {
+            return refuse("wrong or missing Sec-WebSocket-Accept".into());
+        }
+        let subprotocol = header("Sec-WebSocket-Protocol").unwrap_or("").to_owned();
+        if !subprotocol.is_empty() && !self.subprotocols.contains(&subprotocol) {
+            return refuse(format!("server chose subprotocol {subprotocol:?}, which was not offered"));
+        }
+        let extensions: Vec<&str> = resp
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("Sec-WebSocket-Extensions"))
+            .map(|h| std::str::from_utf8(h.value).unwrap_or("\u{fffd}"))
+            .collect();
+        let deflate = deflate::accept_response(&extensions, &self.offered_deflate)
+            .map_err(|why| Error::new(WSC_ERR_HANDSHAKE, format!("handshake: {why}")))?;
+        Ok(Some(Accepted { subprotocol, deflate, tail: self.response[head_len..].to_vec() }))
+    }
+}
+
+fn closed_early() -> Error {
+    Error::new(WSC_ERR_HANDSHAKE, "handshake: the server closed the connection before answering")
+}
+
+fn io_error(e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::ConnectionReset {
+        return closed_early();
+    }
+    Error::new(WSC_ERR_IO, format!("I/O during the handshake: {e}"))
+}

@@ -1,0 +1,395 @@
+//! The WebSocket message layer (RFC 6455 sections 5 to 7, with RFC 7692 compression) over
+//! tungstenite's frame codec. tungstenite's own message layer refuses RSV1 frames, so it cannot
+//! carry permessage-deflate; this module is the one place to swap back once it can.
+
+use crate::deflate::{Deflater, InflateError, Inflater, Params};
+use crate::error::Error;
+use crate::transport::Stream;
+use crate::ffi::status::*;
+use crate::Config;
+use std::io::{self, Write};
+use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
+use tungstenite::protocol::frame::{CloseFrame, Frame, FrameHeader, FrameSocket, Utf8Bytes};
+use tungstenite::{Bytes, Message};
+
+/// Keep at most this much write buffer while idle; a larger one is from a big message.
+const IDLE_OUT_CAPACITY: usize = 256 * 1024;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    Active,
+    /// We sent a close frame and wait for the server's.
+    ClosedByUs,
+    /// The server sent a close frame; our answer is queued.
+    ClosedByPeer,
+    /// Both close frames were exchanged.
+    Closed,
+}
+
+/// Why `read` returned no message.
+pub enum ReadError {
+    WouldBlock,
+    /// The server closed TCP after the close handshake (or after its close frame).
+    Closed,
+    /// The connection ended without a close frame from the server.
+    Lost(String),
+    /// The server broke the protocol: fail the connection with this close code.
+    Fault(Error, u16),
+}
+
+fn fault(status: wsc_status, code: u16, message: impl Into<String>) -> ReadError {
+    ReadError::Fault(Error::new(status, message), code)
+}
+
+fn protocol(message: impl Into<String>) -> ReadError {
+    fault(WSC_ERR_PROTOCOL, 1002, format!("protocol violation by the server: {}", message.into()))
+}
+
+fn bad_utf8() -> ReadError {
+    fault(WSC_ERR_INVALID_UTF8, 1007, "received text is not valid UTF-8")
+}
+
+/// A message arriving in several frames.
+struct Partial {
+    text: bool,
+    compressed: bool,
+    data: Vec<u8>,
+    /// Text: bytes already known to be valid UTF-8 (fail fast on a bad fragment).
+    utf8_checked: usize,
+}
+
+pub struct Session {
+    frames: FrameSocket<Stream>,
+    out: Vec<u8>,
+    out_pos: usize,
+    state: State,
+    partial: Option<Partial>,
+    deflater: Option<Deflater>,
+    inflater: Option<Inflater>,
+    max_message: usize,
+    max_frame: usize,
+}
+
+impl Session {
+    pub fn new(stream: Stream, tail: Vec<u8>, deflate: Option<&Params>, config: &Config) -> Session {
+        Session {
+            frames: FrameSocket::from_partially_read(stream, tail),
+            out: Vec::new(),
+            out_pos: 0,
+            state: State::Active,
+            partial: None,
+            deflater: deflate.map(Deflater::new),
+            inflater: deflate.map(Inflater::new),
+            max_message: config.max_message_size,
+            max_frame: config.max_frame_size,
+        }
+    }
+
+    pub fn stream(&mut self) -> &mut Stream {
+        self.frames.get_mut()
+    }
+
+    /// Reads until one message (or a control frame) is complete.
+    pub fn read(&mut self) -> Result<Message, ReadError> {
+        loop {
+            let frame = match self.frames.read(Some(self.max_frame)) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return Err(self.ended("the server closed the connection")),
+                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(ReadError::WouldBlock)
+                }
+                Err(tungstenite::Error::Io(e)) => return Err(self.ended(&e.to_string())),
+                Err(tungstenite::Error::Capacity(e)) => {
+                    return Err(fault(WSC_ERR_MESSAGE_TOO_LARGE, 1009, format!("received frame too large: {e}")))
+                }
+                Err(e) => return Err(protocol(e.to_string())),
+            };
+            if let Some(msg) = self.on_frame(frame)? {
+                return Ok(msg);
+            }
+        }
+    }
+
+    fn ended(&self, why: &str) -> ReadError {
+        match self.state {
+            State::ClosedByPeer | State::Closed => ReadError::Closed,
+            _ => ReadError::Lost(format!("connection lost without a close frame: {why}")),
+        }
+    }
+
+    fn on_frame(&mut self, frame: Frame) -> Result<Option<Message>, ReadError> {
+        let h: &FrameHeader = frame.header();
+        if h.mask.is_some() {
+            return Err(protocol("masked frame"));
+        }
+        if h.rsv2 || h.rsv3 {
+            return Err(protocol("RSV2/RSV3 set without an extension that defines them"));
+        }
+        let (fin, rsv1) = (h.is_final, h.rsv1);
+        match h.opcode {
+            OpCode::Control(ctl) => {
+                if rsv1 {
+                    return Err(protocol("RSV1 set on a control frame"));
+                }
+                if !fin {
+                    return Err(protocol("fragmented control frame"));
+                }
+                if frame.payload().len() > 125 {
+                    return Err(protocol("control frame with more than 125 bytes of payload"));
+                }
+                let payload = frame.into_payload();
+                match ctl {
+                    Control::Close => self.on_close(payload),
+                    Control::Ping => {
+                        if self.state == State::Active {
+                            self.buffer(Frame::pong(payload.clone()));
+                        }
+                        Ok(Some(Message::Ping(payload)))
+                    }
+                    Control::Pong => Ok(Some(Message::Pong(payload))),
+                    Control::Reserved(op) => Err(protocol(format!("reserved control opcode {op}"))),
+                }
+            }
+            OpCode::Data(op) => {
+                if matches!(self.state, State::ClosedByPeer | State::Closed) {
+                    return Ok(None); // the server said it was done; nothing more is delivered
+                }
+                let payload = frame.into_payload();
+                match op {
+                    Data::Reserved(op) => Err(protocol(format!("reserved data opcode {op}"))),
+                    Data::Continue => {
+                        if rsv1 {
+                            return Err(protocol("RSV1 set on a continuation frame"));
+                        }
+                        if self.partial.is_none() {
+                            return Err(protocol("continuation frame with no message to continue"));
+                        }
+                        self.append(&payload, fin)?;
+                        if fin {
+                            return self.complete().map(Some);
+                        }
+                        Ok(None)
+                    }
+                    Data::Text | Data::Binary => {
+                        let text = op == Data::Text;
+                        if self.partial.is_some() {
+                            return Err(protocol("new message started before the previous one ended"));
+                        }
+                        if rsv1 && self.inflater.is_none() {
+                            return Err(protocol("RSV1 set without a negotiated extension"));
+                        }
+                        if fin && !rsv1 {
+                            return self.whole(text, payload).map(Some);
+                        }
+                        self.partial = Some(Partial { text, compressed: rsv1, data: Vec::new(), utf8_checked: 0 });
+                        self.append(&payload, fin)?;
+                        if fin {
+                            return self.complete().map(Some);
+                        }
+                        Ok(None)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The common case: a message in one uncompressed frame, delivered without a copy.
+    fn whole(&self, text: bool, payload: Bytes) -> Result<Message, ReadError> {
+        self.check_size(payload.len())?;
+        if !text {
+            return Ok(Message::Binary(payload));
+        }
+        Utf8Bytes::try_from(payload).map(Message::Text).map_err(|_| bad_utf8())
+    }
+
+    fn check_size(&self, len: usize) -> Result<(), ReadError> {
+        if len > self.max_message {
+            return Err(fault(
+                WSC_ERR_MESSAGE_TOO_LARGE,
+                1009,
+                format!("received message exceeds the limit of {} bytes", self.max_message),
+            ));
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, payload: &[u8], fin: bool) -> Result<(), ReadError> {
+        let max = self.max_message;
+        let p = self.partial.as_mut().expect("append follows a started message");
+        if p.compressed {
+            let inflater = self.inflater.as_mut().expect("compressed only when negotiated");
+            inflater.feed(payload, &mut p.data, max).map_err(inflate_fault)?;
+            if fin {
+                inflater.finish(&mut p.data, max).map_err(inflate_fault)?;
+            }
+        } else {
+            if p.data.len() + payload.len() > max {
+                return Err(fault(WSC_ERR_MESSAGE_TOO_LARGE, 1009, format!("received message exceeds the limit of {max} bytes")));
+            }
+            p.data.extend_from_slice(payload);
+        }
+        if p.text {
+            check_utf8(&p.data, &mut p.utf8_checked, fin)?;
+        }
+        Ok(())
+    }
+
+    fn complete(&mut self) -> Result<Message, ReadError> {
+        let p = self.partial.take().expect("complete follows a started message");
+        let data = Bytes::from(p.data);
+        if p.text {
+            // SAFETY: check_utf8 validated every byte, the end included.
+            Ok(Message::Text(unsafe { Utf8Bytes::from_bytes_unchecked(data) }))
+        } else {
+            Ok(Message::Binary(data))
+        }
+    }
+
+    fn on_close(&mut self, payload: Bytes) -> Result<Option<Message>, ReadError> {
+        let frame = match payload.len() {
+            0 => None,
+            1 => return Err(protocol("close frame with a 1-byte payload")),
+            _ => {
+                let code = CloseCode::from(u16::from_be_bytes([payload[0], payload[1]]));
+                if !code.is_allowed() {
+                    return Err(protocol(format!("invalid close code {code}")));
+                }
+                let reason = Utf8Bytes::try_from(payload.slice(2..))
+                    .map_err(|_| fault(WSC_ERR_INVALID_UTF8, 1007, "close reason is not valid UTF-8"))?;
+                Some(CloseFrame { code, reason })
+            }
+        };
+        match self.state {
+            State::Active => {
+                // Echo the code, as RFC 6455 5.5.1 suggests.
+                let echo = frame.as_ref().map(|f| CloseFrame { code: f.code, reason: Utf8Bytes::default() });
+                self.buffer(Frame::close(echo));
+                self.state = State::ClosedByPeer;
+            }
+            State::ClosedByUs => self.state = State::Closed,
+            State::ClosedByPeer | State::Closed => return Ok(None),
+        }
+        Ok(Some(Message::Close(frame)))
+    }
+
+    /// Queues a message; `flush` sends it. Text, binary and ping only while active.
+    pub fn write(&mut self, msg: Message) {
+        if self.state != State::Active {
+            return;
+        }
+        let frame = match msg {
+            Message::Text(t) => self.data_frame(Data::Text, t.into()),
+            Message::Binary(b) => self.data_frame(Data::Binary, b),
+            Message::Ping(p) => Frame::ping(p),
+            Message::Pong(p) => Frame::pong(p),
+            Message::Close(f) => return self.close(f),
+            Message::Frame(f) => f,
+        };
+        self.buffer(frame);
+    }
+
+    fn data_frame(&mut self, op: Data, payload: Bytes) -> Frame {
+        let compressed = self.deflater.as_mut().and_then(|d| d.compress(&payload));
+        match compressed {
+            Some(z) => {
+                let mut frame = Frame::message(z, OpCode::Data(op), true);
+                frame.header_mut().rsv1 = true;
+                frame
+            }
+            None => Frame::message(payload, OpCode::Data(op), true),
+        }
+    }
+
+    /// Queues our close frame, once.
+    pub fn close(&mut self, frame: Option<CloseFrame>) {
+        if self.state == State::Active {
+            self.state = State::ClosedByUs;
+            self.buffer(Frame::close(frame));
+        }
+    }
+
+    /// Appends a frame, masked with a fresh random key as a client must (RFC 6455 5.3).
+    fn buffer(&mut self, frame: Frame) {
+        let mut header = frame.header().clone();
+        let key: [u8; 4] = rand::random();
+        header.mask = Some(key);
+        let payload = frame.payload();
+        header.format(payload.len() as u64, &mut self.out).expect("writing to a Vec cannot fail");
+        let start = self.out.len();
+        self.out.extend_from_slice(payload);
+        mask(&mut self.out[start..], key);
+    }
+
+    /// Writes everything queued; `WouldBlock` means the rest waits for a writable socket.
+    pub fn flush(&mut self) -> io::Result<()> {
+        let stream = self.frames.get_mut();
+        while self.out_pos < self.out.len() {
+            match stream.write(&self.out[self.out_pos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.out_pos += n,
+                Err(e) => return Err(e),
+            }
+        }
+        self.out.clear();
+        self.out_pos = 0;
+        if self.out.capacity() > IDLE_OUT_CAPACITY {
+            self.out.shrink_to(IDLE_OUT_CAPACITY);
+        }
+        stream.flush()
+    }
+
+    /// Bytes queued but not yet written.
+    pub fn pending_output(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+}
+
+fn inflate_fault(e: InflateError) -> ReadError {
+    match e {
+        InflateError::TooBig => fault(WSC_ERR_MESSAGE_TOO_LARGE, 1009, "received message exceeds the size limit once decompressed"),
+        InflateError::BadData(why) => fault(WSC_ERR_PROTOCOL, 1007, format!("received compressed data is invalid: {why}")),
+    }
+}
+
+/// Checks the bytes after `checked`; an incomplete sequence at the end is fine until `fin`.
+fn check_utf8(data: &[u8], checked: &mut usize, fin: bool) -> Result<(), ReadError> {
+    match std::str::from_utf8(&data[*checked..]) {
+        Ok(_) => {
+            *checked = data.len();
+            Ok(())
+        }
+        Err(e) if e.error_len().is_none() && !fin => {
+            *checked += e.valid_up_to();
+            Ok(())
+        }
+        Err(_) => Err(bad_utf8()),
+    }
+}
+
+/// XORs `buf` with the masking key, a word at a time.
+fn mask(buf: &mut [u8], key: [u8; 4]) {
+    let word = u64::from_ne_bytes([key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]]);
+    let mut chunks = buf.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let v = u64::from_ne_bytes(chunk.try_into().expect("chunk of 8")) ^ word;
+        chunk.copy_from_slice(&v.to_ne_bytes());
+    }
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= key[i % 4];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mask_matches_the_bytewise_definition() {
+        let key = [1, 2, 3, 250];
+        for len in [0, 1, 7, 8, 9, 100] {
+            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut fast = data.clone();
+            super::mask(&mut fast, key);
+            let slow: Vec<u8> = data.iter().enumerate().map(|(i, b)| b ^ key[i % 4]).collect();
+            assert_eq!(fast, slow);
+        }
+    }
+}
