@@ -20,7 +20,10 @@ pub struct Offer {
 impl Offer {
     /// What browsers send: `permessage-deflate; client_max_window_bits`.
     pub fn browser() -> Offer {
-        Offer { client_max_window_bits: Some(None), ..Offer::default() }
+        Offer {
+            client_max_window_bits: Some(None),
+            ..Offer::default()
+        }
     }
 
     /// Parses the parameter list of one offer, e.g. `client_max_window_bits; server_no_context_takeover`.
@@ -35,10 +38,19 @@ impl Offer {
             match (name.as_str(), value) {
                 ("server_no_context_takeover", None) => offer.server_no_context_takeover = true,
                 ("client_no_context_takeover", None) => offer.client_no_context_takeover = true,
-                ("server_max_window_bits", Some(v)) => offer.server_max_window_bits = Some(window_bits(&v)?),
+                ("server_max_window_bits", Some(v)) => {
+                    offer.server_max_window_bits = Some(window_bits(&v)?)
+                }
                 ("client_max_window_bits", None) => offer.client_max_window_bits = Some(None),
-                ("client_max_window_bits", Some(v)) => offer.client_max_window_bits = Some(Some(window_bits(&v)?)),
-                (n, v) => return Err(format!("unknown or malformed permessage-deflate parameter {n}{}", v.map(|v| format!("={v}")).unwrap_or_default())),
+                ("client_max_window_bits", Some(v)) => {
+                    offer.client_max_window_bits = Some(Some(window_bits(&v)?))
+                }
+                (n, v) => {
+                    return Err(format!(
+                        "unknown or malformed permessage-deflate parameter {n}{}",
+                        v.map(|v| format!("={v}")).unwrap_or_default()
+                    ))
+                }
             }
         }
         Ok(offer)
@@ -66,7 +78,11 @@ impl Offer {
 
 /// The `Sec-WebSocket-Extensions` value for our offers, most preferred first.
 pub fn offer_header(offers: &[Offer]) -> String {
-    offers.iter().map(Offer::header_value).collect::<Vec<_>>().join(", ")
+    offers
+        .iter()
+        .map(Offer::header_value)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What the server accepted.
@@ -80,16 +96,33 @@ pub struct Params {
 /// Checks the server's `Sec-WebSocket-Extensions` answer against our offers. `Ok(None)`: no
 /// extension in use. Anything we did not offer, or cannot honour, is refused.
 pub fn accept_response(values: &[&str], offers: &[Offer]) -> Result<Option<Params>, String> {
-    let extensions: Vec<&str> = values.iter().flat_map(|v| split_list(v)).filter(|e| !e.trim().is_empty()).collect();
+    let extensions: Vec<&str> = values
+        .iter()
+        .flat_map(|v| split_list(v))
+        .filter(|e| !e.trim().is_empty())
+        .collect();
     match extensions.as_slice() {
         [] => return Ok(None),
         [_] if !offers.is_empty() => {}
-        _ if offers.is_empty() => return Err(format!("server accepted an extension that was not offered: {:?}", values.join(", "))),
-        _ => return Err(format!("server accepted more than one extension: {:?}", values.join(", "))),
+        _ if offers.is_empty() => {
+            return Err(format!(
+                "server accepted an extension that was not offered: {:?}",
+                values.join(", ")
+            ))
+        }
+        _ => {
+            return Err(format!(
+                "server accepted more than one extension: {:?}",
+                values.join(", ")
+            ))
+        }
     }
     let (name, params) = extensions[0].split_once(';').unwrap_or((extensions[0], ""));
     if !name.trim().eq_ignore_ascii_case("permessage-deflate") {
-        return Err(format!("server accepted an extension that was not offered: {:?}", name.trim()));
+        return Err(format!(
+            "server accepted an extension that was not offered: {:?}",
+            name.trim()
+        ));
     }
     let answer = Offer::parse(params).map_err(|e| format!("bad permessage-deflate answer: {e}"))?;
     let client_bits = match answer.client_max_window_bits {
@@ -103,8 +136,13 @@ pub fn accept_response(values: &[&str], offers: &[Offer]) -> Result<Option<Param
         None => 15,
     };
     if let Some(bits) = answer.server_max_window_bits {
-        if offers.iter().all(|o| o.server_max_window_bits.is_some_and(|max| bits > max)) {
-            return Err(format!("server_max_window_bits={bits} exceeds what was offered"));
+        if offers
+            .iter()
+            .all(|o| o.server_max_window_bits.is_some_and(|max| bits > max))
+        {
+            return Err(format!(
+                "server_max_window_bits={bits} exceeds what was offered"
+            ));
         }
     }
     if offers.iter().all(|o| o.server_no_context_takeover) && !answer.server_no_context_takeover {
@@ -149,7 +187,10 @@ fn split_params(params: &str) -> Result<Vec<(String, Option<String>)>, String> {
         let (name, value) = match p.split_once('=') {
             Some((n, v)) => {
                 let v = v.trim();
-                let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
+                let v = v
+                    .strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .unwrap_or(v);
                 (n.trim(), Some(v.to_owned()))
             }
             None => (p, None),
@@ -175,9 +216,17 @@ pub struct Deflater {
 
 impl Deflater {
     pub fn new(params: &Params) -> Deflater {
-        let c = (params.client_max_window_bits >= 9)
-            .then(|| Compress::new_with_window_bits(Compression::fast(), false, params.client_max_window_bits));
-        Deflater { c, reset_each: params.client_no_context_takeover }
+        let c = (params.client_max_window_bits >= 9).then(|| {
+            Compress::new_with_window_bits(
+                Compression::fast(),
+                false,
+                params.client_max_window_bits,
+            )
+        });
+        Deflater {
+            c,
+            reset_each: params.client_no_context_takeover,
+        }
     }
 
     /// The compressed payload, or None to send this message uncompressed.
@@ -191,7 +240,8 @@ impl Deflater {
             }
             let done = (c.total_in() - start) as usize;
             // Sync-flushing raw DEFLATE into a Vec cannot fail.
-            c.compress_vec(&input[done..], &mut out, FlushCompress::Sync).ok()?;
+            c.compress_vec(&input[done..], &mut out, FlushCompress::Sync)
+                .ok()?;
             if (c.total_in() - start) as usize == input.len() && out.len() < out.capacity() {
                 break;
             }
@@ -228,11 +278,21 @@ pub enum InflateError {
 impl Inflater {
     pub fn new(params: &Params) -> Inflater {
         // A 15-bit window decodes data made with any smaller one.
-        Inflater { d: Decompress::new_with_window_bits(false, 15), reset_each: params.server_no_context_takeover, ended: false, fed: false }
+        Inflater {
+            d: Decompress::new_with_window_bits(false, 15),
+            reset_each: params.server_no_context_takeover,
+            ended: false,
+            fed: false,
+        }
     }
 
     /// Appends the decompressed `input` to `out`, refusing to grow `out` past `max` bytes.
-    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>, max: usize) -> Result<(), InflateError> {
+    pub fn feed(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        max: usize,
+    ) -> Result<(), InflateError> {
         self.fed |= !input.is_empty();
         let start = self.d.total_in();
         loop {
@@ -241,7 +301,9 @@ impl Inflater {
                 return Ok(());
             }
             if self.ended {
-                return Err(InflateError::BadData("data after the end of the DEFLATE stream".into()));
+                return Err(InflateError::BadData(
+                    "data after the end of the DEFLATE stream".into(),
+                ));
             }
             if out.len() == out.capacity() {
                 if out.len() > max {
@@ -282,7 +344,11 @@ mod tests {
     use super::*;
 
     fn params(client_bits: u8, reset: bool) -> Params {
-        Params { server_no_context_takeover: reset, client_no_context_takeover: reset, client_max_window_bits: client_bits }
+        Params {
+            server_no_context_takeover: reset,
+            client_no_context_takeover: reset,
+            client_max_window_bits: client_bits,
+        }
     }
 
     #[test]
@@ -290,7 +356,12 @@ mod tests {
         for reset in [false, true] {
             let p = params(15, reset);
             let (mut d, mut i) = (Deflater::new(&p), Inflater::new(&p));
-            for msg in [&b"Hello"[..], b"", b"Hello Hello Hello Hello", &[7u8; 100_000]] {
+            for msg in [
+                &b"Hello"[..],
+                b"",
+                b"Hello Hello Hello Hello",
+                &[7u8; 100_000],
+            ] {
                 let z = d.compress(msg).unwrap();
                 let mut out = Vec::new();
                 i.feed(&z, &mut out, 1 << 20).ok().unwrap();
@@ -305,7 +376,9 @@ mod tests {
         // RFC 7692 7.2.3.1: "Hello" compressed.
         let mut i = Inflater::new(&params(15, false));
         let mut out = Vec::new();
-        i.feed(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], &mut out, 100).ok().unwrap();
+        i.feed(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], &mut out, 100)
+            .ok()
+            .unwrap();
         i.finish(&mut out, 100).ok().unwrap();
         assert_eq!(out, b"Hello");
     }
@@ -323,15 +396,23 @@ mod tests {
     #[test]
     fn negotiation() {
         let offers = [Offer::browser()];
-        let p = accept_response(&["permessage-deflate; client_max_window_bits=10"], &offers).unwrap().unwrap();
+        let p = accept_response(&["permessage-deflate; client_max_window_bits=10"], &offers)
+            .unwrap()
+            .unwrap();
         assert_eq!(p.client_max_window_bits, 10);
         assert_eq!(accept_response(&[], &offers).unwrap(), None);
         assert!(accept_response(&["permessage-deflate; foo"], &offers).is_err());
         assert!(accept_response(&["x-webkit-deflate-frame"], &offers).is_err());
         assert!(accept_response(&["permessage-deflate, permessage-deflate"], &offers).is_err());
-        assert!(accept_response(&["permessage-deflate; server_max_window_bits=7"], &offers).is_err());
+        assert!(
+            accept_response(&["permessage-deflate; server_max_window_bits=7"], &offers).is_err()
+        );
         assert!(accept_response(&["permessage-deflate"], &[]).is_err());
-        assert!(accept_response(&["permessage-deflate; client_max_window_bits=9"], &[Offer::default()]).is_err());
+        assert!(accept_response(
+            &["permessage-deflate; client_max_window_bits=9"],
+            &[Offer::default()]
+        )
+        .is_err());
         assert_eq!(offer_header(&[Offer::browser(), Offer::parse("client_no_context_takeover").unwrap()]),
             "permessage-deflate; client_max_window_bits, permessage-deflate; client_no_context_takeover");
     }

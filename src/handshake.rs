@@ -38,7 +38,11 @@ impl Handshake {
         let bad = |e: &dyn std::fmt::Display| {
             Error::invalid_argument(format!("cannot build the handshake request: {e}"))
         };
-        let mut req = target.url.as_str().into_client_request().map_err(|e| bad(&e))?;
+        let mut req = target
+            .url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| bad(&e))?;
         let headers = req.headers_mut();
         let mut add = |name: &str, value: &str| -> Result<()> {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| bad(&e))?;
@@ -127,16 +131,23 @@ impl Handshake {
             ));
         }
         let header = |name: &str| -> Option<&str> {
-            let mut found = resp.headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name));
-            found.next().and_then(|h| std::str::from_utf8(h.value).ok()).map(str::trim)
+            let mut found = resp
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case(name));
+            found
+                .next()
+                .and_then(|h| std::str::from_utf8(h.value).ok())
+                .map(str::trim)
         };
         let refuse = |why: String| Err(Error::new(WSC_ERR_HANDSHAKE, format!("handshake: {why}")));
         if !header("Upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")) {
             return refuse("101 answer without `Upgrade: websocket`".into());
         }
-        if !header("Connection")
-            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
-        {
+        if !header("Connection").is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        }) {
             return refuse("101 answer without `Connection: Upgrade`".into());
         }
         if header("Sec-WebSocket-Accept") != Some(self.accept_key.as_str()) {
@@ -144,7 +155,9 @@ impl Handshake {
         }
         let subprotocol = header("Sec-WebSocket-Protocol").unwrap_or("").to_owned();
         if !subprotocol.is_empty() && !self.subprotocols.contains(&subprotocol) {
-            return refuse(format!("server chose subprotocol {subprotocol:?}, which was not offered"));
+            return refuse(format!(
+                "server chose subprotocol {subprotocol:?}, which was not offered"
+            ));
         }
         let extensions: Vec<&str> = resp
             .headers
@@ -154,12 +167,19 @@ impl Handshake {
             .collect();
         let deflate = deflate::accept_response(&extensions, &self.offered_deflate)
             .map_err(|why| Error::new(WSC_ERR_HANDSHAKE, format!("handshake: {why}")))?;
-        Ok(Some(Accepted { subprotocol, deflate, tail: self.response[head_len..].to_vec() }))
+        Ok(Some(Accepted {
+            subprotocol,
+            deflate,
+            tail: self.response[head_len..].to_vec(),
+        }))
     }
 }
 
 fn closed_early() -> Error {
-    Error::new(WSC_ERR_HANDSHAKE, "handshake: the server closed the connection before answering")
+    Error::new(
+        WSC_ERR_HANDSHAKE,
+        "handshake: the server closed the connection before answering",
+    )
 }
 
 fn io_error(e: io::Error) -> Error {

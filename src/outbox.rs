@@ -7,7 +7,7 @@ use crate::{WSC_ERR_NOT_CONNECTED, WSC_ERR_QUEUE_FULL};
 use crossbeam_channel::{Receiver, Sender};
 use once_cell::sync::OnceCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tungstenite::Message;
 
 pub struct Outgoing {
@@ -42,7 +42,7 @@ pub struct Outbox {
     next_id: AtomicU64,
     /// Set by the first sender after the worker last looked; clears on the worker's side.
     wake_pending: AtomicBool,
-    waker: OnceCell<mio::Waker>,
+    waker: OnceCell<Arc<mio::Waker>>,
     pub control: Mutex<Control>,
 }
 
@@ -64,7 +64,7 @@ impl Outbox {
 
     /// Called once at connect: from now on the worker can be woken and messages accepted.
     pub fn open(&self, waker: mio::Waker) {
-        let _ = self.waker.set(waker);
+        let _ = self.waker.set(Arc::new(waker));
         self.gate.fetch_and(!GATE_CLOSED, SeqCst);
     }
 
@@ -113,6 +113,11 @@ impl Outbox {
             std::hint::spin_loop();
         }
         prev & GATE_CLOSED == 0
+    }
+
+    /// A handle that wakes the worker from another thread (the DNS resolver).
+    pub fn waker(&self) -> Option<Arc<mio::Waker>> {
+        self.waker.get().cloned()
     }
 
     pub fn wake(&self) {

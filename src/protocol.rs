@@ -4,8 +4,8 @@
 
 use crate::deflate::{Deflater, InflateError, Inflater, Params};
 use crate::error::Error;
-use crate::transport::Stream;
 use crate::ffi::status::*;
+use crate::transport::Stream;
 use crate::Config;
 use std::io::{self, Write};
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
@@ -42,11 +42,19 @@ fn fault(status: wsc_status, code: u16, message: impl Into<String>) -> ReadError
 }
 
 fn protocol(message: impl Into<String>) -> ReadError {
-    fault(WSC_ERR_PROTOCOL, 1002, format!("protocol violation by the server: {}", message.into()))
+    fault(
+        WSC_ERR_PROTOCOL,
+        1002,
+        format!("protocol violation by the server: {}", message.into()),
+    )
 }
 
 fn bad_utf8() -> ReadError {
-    fault(WSC_ERR_INVALID_UTF8, 1007, "received text is not valid UTF-8")
+    fault(
+        WSC_ERR_INVALID_UTF8,
+        1007,
+        "received text is not valid UTF-8",
+    )
 }
 
 /// A message arriving in several frames.
@@ -71,7 +79,12 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(stream: Stream, tail: Vec<u8>, deflate: Option<&Params>, config: &Config) -> Session {
+    pub fn new(
+        stream: Stream,
+        tail: Vec<u8>,
+        deflate: Option<&Params>,
+        config: &Config,
+    ) -> Session {
         Session {
             frames: FrameSocket::from_partially_read(stream, tail),
             out: Vec::new(),
@@ -100,7 +113,11 @@ impl Session {
                 }
                 Err(tungstenite::Error::Io(e)) => return Err(self.ended(&e.to_string())),
                 Err(tungstenite::Error::Capacity(e)) => {
-                    return Err(fault(WSC_ERR_MESSAGE_TOO_LARGE, 1009, format!("received frame too large: {e}")))
+                    return Err(fault(
+                        WSC_ERR_MESSAGE_TOO_LARGE,
+                        1009,
+                        format!("received frame too large: {e}"),
+                    ))
                 }
                 Err(e) => return Err(protocol(e.to_string())),
             };
@@ -123,7 +140,9 @@ impl Session {
             return Err(protocol("masked frame"));
         }
         if h.rsv2 || h.rsv3 {
-            return Err(protocol("RSV2/RSV3 set without an extension that defines them"));
+            return Err(protocol(
+                "RSV2/RSV3 set without an extension that defines them",
+            ));
         }
         let (fin, rsv1) = (h.is_final, h.rsv1);
         match h.opcode {
@@ -135,7 +154,9 @@ impl Session {
                     return Err(protocol("fragmented control frame"));
                 }
                 if frame.payload().len() > 125 {
-                    return Err(protocol("control frame with more than 125 bytes of payload"));
+                    return Err(protocol(
+                        "control frame with more than 125 bytes of payload",
+                    ));
                 }
                 let payload = frame.into_payload();
                 match ctl {
@@ -173,7 +194,9 @@ impl Session {
                     Data::Text | Data::Binary => {
                         let text = op == Data::Text;
                         if self.partial.is_some() {
-                            return Err(protocol("new message started before the previous one ended"));
+                            return Err(protocol(
+                                "new message started before the previous one ended",
+                            ));
                         }
                         if rsv1 && self.inflater.is_none() {
                             return Err(protocol("RSV1 set without a negotiated extension"));
@@ -181,7 +204,12 @@ impl Session {
                         if fin && !rsv1 {
                             return self.whole(text, payload).map(Some);
                         }
-                        self.partial = Some(Partial { text, compressed: rsv1, data: Vec::new(), utf8_checked: 0 });
+                        self.partial = Some(Partial {
+                            text,
+                            compressed: rsv1,
+                            data: Vec::new(),
+                            utf8_checked: 0,
+                        });
                         self.append(&payload, fin)?;
                         if fin {
                             return self.complete().map(Some);
@@ -199,7 +227,9 @@ impl Session {
         if !text {
             return Ok(Message::Binary(payload));
         }
-        Utf8Bytes::try_from(payload).map(Message::Text).map_err(|_| bad_utf8())
+        Utf8Bytes::try_from(payload)
+            .map(Message::Text)
+            .map_err(|_| bad_utf8())
     }
 
     fn check_size(&self, len: usize) -> Result<(), ReadError> {
@@ -207,7 +237,10 @@ impl Session {
             return Err(fault(
                 WSC_ERR_MESSAGE_TOO_LARGE,
                 1009,
-                format!("received message exceeds the limit of {} bytes", self.max_message),
+                format!(
+                    "received message exceeds the limit of {} bytes",
+                    self.max_message
+                ),
             ));
         }
         Ok(())
@@ -215,16 +248,28 @@ impl Session {
 
     fn append(&mut self, payload: &[u8], fin: bool) -> Result<(), ReadError> {
         let max = self.max_message;
-        let p = self.partial.as_mut().expect("append follows a started message");
+        let p = self
+            .partial
+            .as_mut()
+            .expect("append follows a started message");
         if p.compressed {
-            let inflater = self.inflater.as_mut().expect("compressed only when negotiated");
-            inflater.feed(payload, &mut p.data, max).map_err(inflate_fault)?;
+            let inflater = self
+                .inflater
+                .as_mut()
+                .expect("compressed only when negotiated");
+            inflater
+                .feed(payload, &mut p.data, max)
+                .map_err(inflate_fault)?;
             if fin {
                 inflater.finish(&mut p.data, max).map_err(inflate_fault)?;
             }
         } else {
             if p.data.len() + payload.len() > max {
-                return Err(fault(WSC_ERR_MESSAGE_TOO_LARGE, 1009, format!("received message exceeds the limit of {max} bytes")));
+                return Err(fault(
+                    WSC_ERR_MESSAGE_TOO_LARGE,
+                    1009,
+                    format!("received message exceeds the limit of {max} bytes"),
+                ));
             }
             p.data.extend_from_slice(payload);
         }
@@ -235,11 +280,16 @@ impl Session {
     }
 
     fn complete(&mut self) -> Result<Message, ReadError> {
-        let p = self.partial.take().expect("complete follows a started message");
+        let p = self
+            .partial
+            .take()
+            .expect("complete follows a started message");
         let data = Bytes::from(p.data);
         if p.text {
             // SAFETY: check_utf8 validated every byte, the end included.
-            Ok(Message::Text(unsafe { Utf8Bytes::from_bytes_unchecked(data) }))
+            Ok(Message::Text(unsafe {
+                Utf8Bytes::from_bytes_unchecked(data)
+            }))
         } else {
             Ok(Message::Binary(data))
         }
@@ -254,15 +304,23 @@ impl Session {
                 if !code.is_allowed() {
                     return Err(protocol(format!("invalid close code {code}")));
                 }
-                let reason = Utf8Bytes::try_from(payload.slice(2..))
-                    .map_err(|_| fault(WSC_ERR_INVALID_UTF8, 1007, "close reason is not valid UTF-8"))?;
+                let reason = Utf8Bytes::try_from(payload.slice(2..)).map_err(|_| {
+                    fault(
+                        WSC_ERR_INVALID_UTF8,
+                        1007,
+                        "close reason is not valid UTF-8",
+                    )
+                })?;
                 Some(CloseFrame { code, reason })
             }
         };
         match self.state {
             State::Active => {
                 // Echo the code, as RFC 6455 5.5.1 suggests.
-                let echo = frame.as_ref().map(|f| CloseFrame { code: f.code, reason: Utf8Bytes::default() });
+                let echo = frame.as_ref().map(|f| CloseFrame {
+                    code: f.code,
+                    reason: Utf8Bytes::default(),
+                });
                 self.buffer(Frame::close(echo));
                 self.state = State::ClosedByPeer;
             }
@@ -314,7 +372,9 @@ impl Session {
         let key: [u8; 4] = rand::random();
         header.mask = Some(key);
         let payload = frame.payload();
-        header.format(payload.len() as u64, &mut self.out).expect("writing to a Vec cannot fail");
+        header
+            .format(payload.len() as u64, &mut self.out)
+            .expect("writing to a Vec cannot fail");
         let start = self.out.len();
         self.out.extend_from_slice(payload);
         mask(&mut self.out[start..], key);
@@ -346,8 +406,16 @@ impl Session {
 
 fn inflate_fault(e: InflateError) -> ReadError {
     match e {
-        InflateError::TooBig => fault(WSC_ERR_MESSAGE_TOO_LARGE, 1009, "received message exceeds the size limit once decompressed"),
-        InflateError::BadData(why) => fault(WSC_ERR_PROTOCOL, 1007, format!("received compressed data is invalid: {why}")),
+        InflateError::TooBig => fault(
+            WSC_ERR_MESSAGE_TOO_LARGE,
+            1009,
+            "received message exceeds the size limit once decompressed",
+        ),
+        InflateError::BadData(why) => fault(
+            WSC_ERR_PROTOCOL,
+            1007,
+            format!("received compressed data is invalid: {why}"),
+        ),
     }
 }
 
@@ -368,7 +436,9 @@ fn check_utf8(data: &[u8], checked: &mut usize, fin: bool) -> Result<(), ReadErr
 
 /// XORs `buf` with the masking key, a word at a time.
 fn mask(buf: &mut [u8], key: [u8; 4]) {
-    let word = u64::from_ne_bytes([key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]]);
+    let word = u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ]);
     let mut chunks = buf.chunks_exact_mut(8);
     for chunk in &mut chunks {
         let v = u64::from_ne_bytes(chunk.try_into().expect("chunk of 8")) ^ word;
@@ -388,7 +458,11 @@ mod tests {
             let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let mut fast = data.clone();
             super::mask(&mut fast, key);
-            let slow: Vec<u8> = data.iter().enumerate().map(|(i, b)| b ^ key[i % 4]).collect();
+            let slow: Vec<u8> = data
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ key[i % 4])
+                .collect();
             assert_eq!(fast, slow);
         }
     }

@@ -4,7 +4,9 @@
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::lock;
+use crate::handshake::Handshake;
 use crate::outbox::Outbox;
+use crate::protocol::Session;
 use crate::target::Target;
 use crate::*;
 use mio::net::TcpStream;
@@ -12,8 +14,6 @@ use mio::{Events, Interest, Poll, Token};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Instant;
-use crate::handshake::Handshake;
-use crate::protocol::Session;
 
 pub const WAKER: Token = Token(0);
 pub const SOCKET: Token = Token(1);
@@ -76,20 +76,21 @@ pub struct Io<'a> {
 impl Io<'_> {
     /// Waits for the next socket event, failing on the deadline or a close/free request.
     fn wait(&mut self, what: &str) -> Result<()> {
-        loop {
-            self.check_cancelled()?;
-            let now = Instant::now();
-            if now >= self.deadline {
-                return Err(Error::new(WSC_ERR_TIMEOUT, format!("timed out {what}")));
-            }
-            match self.poll.poll(self.events, Some(self.deadline - now)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::new(WSC_ERR_INTERNAL, format!("poll failed: {e}"))),
-            }
-            if self.events.iter().any(|e| e.token() == SOCKET) {
-                return Ok(());
-            }
+        while !self.wait_any(what)? {}
+        Ok(())
+    }
+
+    /// Waits for any event; true if the socket's.
+    fn wait_any(&mut self, what: &str) -> Result<bool> {
+        self.check_cancelled()?;
+        let now = Instant::now();
+        if now >= self.deadline {
+            return Err(Error::new(WSC_ERR_TIMEOUT, format!("timed out {what}")));
+        }
+        match self.poll.poll(self.events, Some(self.deadline - now)) {
+            Ok(()) => Ok(self.events.iter().any(|e| e.token() == SOCKET)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+            Err(e) => Err(Error::new(WSC_ERR_INTERNAL, format!("poll failed: {e}"))),
         }
     }
 
@@ -124,16 +125,39 @@ pub fn open(io: &mut Io, target: &Target, config: &Config) -> Result<Opened> {
     upgrade(io, target, config, stream)
 }
 
-fn resolve(target: &Target) -> Result<Vec<SocketAddr>> {
-    let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
-        .to_socket_addrs()
-        .map_err(|e| {
-            Error::new(
-                WSC_ERR_CONNECT,
-                format!("cannot resolve {:?}: {e}", target.host),
-            )
-        })?
-        .collect();
+/// Resolves the host without holding up the worker past the deadline or a close: the
+/// system resolver blocks, so it runs on a short-lived thread that wakes the worker when done.
+fn resolve(io: &mut Io, target: &Target) -> Result<Vec<SocketAddr>> {
+    if let Ok(ip) = target.host.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, target.port)]);
+    }
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let (host, port) = (target.host.clone(), target.port);
+    let waker = io.outbox.waker();
+    std::thread::Builder::new()
+        .name("wsclient-dns".into())
+        .spawn(move || {
+            let _ = tx.send(
+                (host.as_str(), port)
+                    .to_socket_addrs()
+                    .map(Iterator::collect::<Vec<_>>),
+            );
+            if let Some(w) = waker {
+                let _ = w.wake();
+            }
+        })
+        .map_err(|e| Error::new(WSC_ERR_INTERNAL, format!("cannot start the resolver: {e}")))?;
+    let addrs: Vec<SocketAddr> = loop {
+        if let Ok(result) = rx.try_recv() {
+            break result.map_err(|e| {
+                Error::new(
+                    WSC_ERR_CONNECT,
+                    format!("cannot resolve {:?}: {e}", target.host),
+                )
+            })?;
+        }
+        io.wait_any(&format!("resolving {:?}", target.host))?;
+    };
     if addrs.is_empty() {
         return Err(Error::new(
             WSC_ERR_CONNECT,
@@ -146,7 +170,7 @@ fn resolve(target: &Target) -> Result<Vec<SocketAddr>> {
 /// Tries each resolved address in turn until one accepts.
 fn connect_tcp(io: &mut Io, target: &Target) -> Result<TcpStream> {
     let mut last = None;
-    for addr in resolve(target)? {
+    for addr in resolve(io, target)? {
         io.check_cancelled()?;
         match connect_addr(io, addr) {
             Ok(s) => return Ok(s),
@@ -230,7 +254,10 @@ fn upgrade(io: &mut Io, target: &Target, config: &Config, mut stream: Stream) ->
     loop {
         if let Some(accepted) = handshake.advance(&mut stream)? {
             let session = Session::new(stream, accepted.tail, accepted.deflate.as_ref(), config);
-            return Ok(Opened { session, subprotocol: accepted.subprotocol });
+            return Ok(Opened {
+                session,
+                subprotocol: accepted.subprotocol,
+            });
         }
         io.wait("waiting for the handshake response")?;
     }

@@ -8,8 +8,8 @@ use crate::events::{
 };
 use crate::heartbeat::{Beat, Heartbeat};
 use crate::outbox::Outbox;
-use crate::target::Target;
 use crate::protocol::{ReadError, Session};
+use crate::target::Target;
 use crate::transport::{self, Io, SOCKET, WAKER};
 use crate::*;
 use mio::{Events, Poll};
@@ -310,7 +310,10 @@ impl Worker {
             outbox.release(out.len());
             conn.ws.write(out.msg);
         }
-        conn.ws.close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }));
+        conn.ws.close(Some(CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        }));
         conn.close_sent = Some(code);
         conn.close_deadline = Some(now + self.shared.config.close_timeout);
         conn.want_flush = true;
@@ -390,7 +393,11 @@ impl Worker {
                 return Some(self.closing_end(conn))
             }
             ReadError::Lost(why) => {
-                return Some(End::failed(Error::new(WSC_ERR_IO, why), 1006, CLOSE_ABNORMAL))
+                return Some(End::failed(
+                    Error::new(WSC_ERR_IO, why),
+                    1006,
+                    CLOSE_ABNORMAL,
+                ))
             }
             // Already closing: the server's garbage changes nothing.
             ReadError::Fault(..) if conn.close_sent.is_some() || conn.close_received.is_some() => {
@@ -402,7 +409,10 @@ impl Worker {
         self.shared.outbox.close_gate();
         self.shared.state.store(STATE_CLOSING, SeqCst);
         let reason: String = e.message.chars().take(100).collect();
-        conn.ws.close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }));
+        conn.ws.close(Some(CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        }));
         conn.close_sent = Some(code);
         conn.failure = Some(e.status);
         conn.close_deadline = Some(now + self.shared.config.close_timeout);
@@ -469,7 +479,11 @@ impl Worker {
         if conn.close_received.is_some() || conn.close_sent.is_some() {
             return self.closing_end(conn);
         }
-        End::failed(Error::new(WSC_ERR_IO, format!("I/O: {err}")), 1006, CLOSE_ABNORMAL)
+        End::failed(
+            Error::new(WSC_ERR_IO, format!("I/O: {err}")),
+            1006,
+            CLOSE_ABNORMAL,
+        )
     }
 
     /// `wsc_client_free` while open: best effort to send what was queued and a 1001 close,
@@ -481,7 +495,10 @@ impl Worker {
             outbox.release(out.len());
             conn.ws.write(out.msg);
         }
-        conn.ws.close(Some(CloseFrame { code: CloseCode::Away, reason: "client freed".into() }));
+        conn.ws.close(Some(CloseFrame {
+            code: CloseCode::Away,
+            reason: "client freed".into(),
+        }));
         let _ = conn.ws.flush();
         let _ = conn.ws.stream().tcp().shutdown(std::net::Shutdown::Both);
         self.shared.state.store(STATE_CLOSED, SeqCst);
@@ -538,4 +555,3 @@ impl Worker {
         }
     }
 }
-

@@ -271,7 +271,10 @@ pub unsafe extern "C" fn wsc_config_set_deflate(cfg: *mut wsc_config, enabled: b
 /// Example: `wsc_config_add_deflate_offer(cfg, "client_no_context_takeover; client_max_window_bits")`.
 /// Unknown, repeated or malformed parameters give `WSC_ERR_INVALID_ARGUMENT`. Copied.
 #[no_mangle]
-pub unsafe extern "C" fn wsc_config_add_deflate_offer(cfg: *mut wsc_config, params: *const c_char) -> wsc_status {
+pub unsafe extern "C" fn wsc_config_add_deflate_offer(
+    cfg: *mut wsc_config,
+    params: *const c_char,
+) -> wsc_status {
     unsafe {
         with(cfg, |c| {
             let offer = Offer::parse(string(params, "params")?).map_err(Error::invalid_argument)?;
