@@ -22,16 +22,52 @@ fn null_client_is_refused_by_every_client_function() {
     let mut ev: wsc_event = unsafe { std::mem::zeroed() };
     let mut id = 0u64;
     unsafe {
-        assert_status(wsc_client_set_callback(c, Some(noop_cb), null_mut()), WSC_ERR_INVALID_ARGUMENT, "set_callback(NULL)");
-        assert!(last_error().contains("NULL"), "last error names the NULL: {:?}", last_error());
-        assert_status(wsc_client_connect(c), WSC_ERR_INVALID_ARGUMENT, "connect(NULL)");
-        assert_status(wsc_client_send_text(c, data.as_ptr().cast(), 3), WSC_ERR_INVALID_ARGUMENT, "send_text(NULL)");
-        assert_status(wsc_client_send_binary(c, data.as_ptr(), 3), WSC_ERR_INVALID_ARGUMENT, "send_binary(NULL)");
-        assert_status(wsc_client_send_ping(c, data.as_ptr(), 3), WSC_ERR_INVALID_ARGUMENT, "send_ping(NULL)");
-        assert_status(wsc_client_send(c, WSC_EVENT_TEXT, data.as_ptr(), 3, &mut id), WSC_ERR_INVALID_ARGUMENT, "send(NULL)");
+        assert_status(
+            wsc_client_set_callback(c, Some(noop_cb), null_mut()),
+            WSC_ERR_INVALID_ARGUMENT,
+            "set_callback(NULL)",
+        );
+        assert!(
+            last_error().contains("NULL"),
+            "last error names the NULL: {:?}",
+            last_error()
+        );
+        assert_status(
+            wsc_client_connect(c),
+            WSC_ERR_INVALID_ARGUMENT,
+            "connect(NULL)",
+        );
+        assert_status(
+            wsc_client_send_text(c, data.as_ptr().cast(), 3),
+            WSC_ERR_INVALID_ARGUMENT,
+            "send_text(NULL)",
+        );
+        assert_status(
+            wsc_client_send_binary(c, data.as_ptr(), 3),
+            WSC_ERR_INVALID_ARGUMENT,
+            "send_binary(NULL)",
+        );
+        assert_status(
+            wsc_client_send_ping(c, data.as_ptr(), 3),
+            WSC_ERR_INVALID_ARGUMENT,
+            "send_ping(NULL)",
+        );
+        assert_status(
+            wsc_client_send(c, WSC_EVENT_TEXT, data.as_ptr(), 3, &mut id),
+            WSC_ERR_INVALID_ARGUMENT,
+            "send(NULL)",
+        );
         assert_eq!(id, 0, "out_id must not be written on failure");
-        assert_status(wsc_client_close(c, 1000, null()), WSC_ERR_INVALID_ARGUMENT, "close(NULL)");
-        assert_status(wsc_client_poll(c, &mut ev, 0), WSC_ERR_INVALID_ARGUMENT, "poll(NULL)");
+        assert_status(
+            wsc_client_close(c, 1000, null()),
+            WSC_ERR_INVALID_ARGUMENT,
+            "close(NULL)",
+        );
+        assert_status(
+            wsc_client_poll(c, &mut ev, 0),
+            WSC_ERR_INVALID_ARGUMENT,
+            "poll(NULL)",
+        );
         assert_eq!(wsc_client_event_fd(c), -1, "event_fd(NULL)");
         assert_eq!(wsc_client_state(c), WSC_STATE_CLOSED, "state(NULL)");
         assert_eq!(wsc_client_buffered_amount(c), 0, "buffered_amount(NULL)");
@@ -45,16 +81,43 @@ fn null_arguments_on_a_live_client_are_refused() {
     let c = TestClient::new("ws://127.0.0.1:9/", None);
     let p = c.raw();
     unsafe {
-        assert_status(wsc_client_set_callback(p, None, null_mut()), WSC_ERR_INVALID_ARGUMENT, "set_callback(cb NULL)");
-        assert_status(wsc_client_send_text(p, null(), 5), WSC_ERR_INVALID_ARGUMENT, "send_text(NULL data, len 5)");
-        assert_status(wsc_client_send_binary(p, null(), 1), WSC_ERR_INVALID_ARGUMENT, "send_binary(NULL data, len 1)");
-        assert_status(wsc_client_send_ping(p, null(), 1), WSC_ERR_INVALID_ARGUMENT, "send_ping(NULL data, len 1)");
-        assert_status(wsc_client_send(p, WSC_EVENT_BINARY, null(), 7, null_mut()), WSC_ERR_INVALID_ARGUMENT, "send(NULL data, len 7)");
-        assert_status(wsc_client_poll(p, null_mut(), 0), WSC_ERR_INVALID_ARGUMENT, "poll(out NULL)");
+        assert_status(
+            wsc_client_set_callback(p, None, null_mut()),
+            WSC_ERR_INVALID_ARGUMENT,
+            "set_callback(cb NULL)",
+        );
+        assert_status(
+            wsc_client_send_text(p, null(), 5),
+            WSC_ERR_INVALID_ARGUMENT,
+            "send_text(NULL data, len 5)",
+        );
+        assert_status(
+            wsc_client_send_binary(p, null(), 1),
+            WSC_ERR_INVALID_ARGUMENT,
+            "send_binary(NULL data, len 1)",
+        );
+        assert_status(
+            wsc_client_send_ping(p, null(), 1),
+            WSC_ERR_INVALID_ARGUMENT,
+            "send_ping(NULL data, len 1)",
+        );
+        assert_status(
+            wsc_client_send(p, WSC_EVENT_BINARY, null(), 7, null_mut()),
+            WSC_ERR_INVALID_ARGUMENT,
+            "send(NULL data, len 7)",
+        );
+        assert_status(
+            wsc_client_poll(p, null_mut(), 0),
+            WSC_ERR_INVALID_ARGUMENT,
+            "poll(out NULL)",
+        );
     }
     // The client is still usable and still in poll mode (the refused set_callback changed nothing).
     assert_eq!(c.state(), WSC_STATE_IDLE);
-    assert!(c.event_fd() >= 0, "still in poll mode, so it has an event fd");
+    assert!(
+        c.event_fd() >= 0,
+        "still in poll mode, so it has an event fd"
+    );
 }
 
 #[test]
@@ -64,10 +127,26 @@ fn null_arguments_are_refused_after_connect_too() {
     let p = c.raw();
     let mut ev: wsc_event = unsafe { std::mem::zeroed() };
     unsafe {
-        assert_status(wsc_client_send_text(p, null(), 2), WSC_ERR_INVALID_ARGUMENT, "send_text(NULL, 2)");
-        assert_status(wsc_client_send(p, WSC_EVENT_TEXT, null(), 2, null_mut()), WSC_ERR_INVALID_ARGUMENT, "send(NULL, 2)");
-        assert_status(wsc_client_poll(p, null_mut(), 10), WSC_ERR_INVALID_ARGUMENT, "poll(out NULL)");
-        assert_status(wsc_client_poll(p, &mut ev, -2), WSC_ERR_INVALID_ARGUMENT, "poll(timeout -2)");
+        assert_status(
+            wsc_client_send_text(p, null(), 2),
+            WSC_ERR_INVALID_ARGUMENT,
+            "send_text(NULL, 2)",
+        );
+        assert_status(
+            wsc_client_send(p, WSC_EVENT_TEXT, null(), 2, null_mut()),
+            WSC_ERR_INVALID_ARGUMENT,
+            "send(NULL, 2)",
+        );
+        assert_status(
+            wsc_client_poll(p, null_mut(), 10),
+            WSC_ERR_INVALID_ARGUMENT,
+            "poll(out NULL)",
+        );
+        assert_status(
+            wsc_client_poll(p, &mut ev, -2),
+            WSC_ERR_INVALID_ARGUMENT,
+            "poll(timeout -2)",
+        );
     }
     let events = c.until_close(WAIT);
     final_close(&events);
@@ -79,27 +158,99 @@ fn null_config_and_strings_are_refused_by_every_config_function() {
     let value = cstr("v");
     let nul: *mut wsc_config = null_mut();
     unsafe {
-        assert_status(wsc_config_add_header(nul, name.as_ptr(), value.as_ptr()), WSC_ERR_INVALID_ARGUMENT, "add_header(NULL cfg)");
-        assert_status(wsc_config_add_subprotocol(nul, name.as_ptr()), WSC_ERR_INVALID_ARGUMENT, "add_subprotocol(NULL cfg)");
-        assert_status(wsc_config_set_origin(nul, name.as_ptr()), WSC_ERR_INVALID_ARGUMENT, "set_origin(NULL cfg)");
-        assert_status(wsc_config_set_connect_timeout_ms(nul, 100), WSC_ERR_INVALID_ARGUMENT, "connect_timeout(NULL)");
-        assert_status(wsc_config_set_ping_interval_ms(nul, 100), WSC_ERR_INVALID_ARGUMENT, "ping_interval(NULL)");
-        assert_status(wsc_config_set_pong_timeout_ms(nul, 100), WSC_ERR_INVALID_ARGUMENT, "pong_timeout(NULL)");
-        assert_status(wsc_config_set_close_timeout_ms(nul, 100), WSC_ERR_INVALID_ARGUMENT, "close_timeout(NULL)");
-        assert_status(wsc_config_set_max_message_size(nul, 100), WSC_ERR_INVALID_ARGUMENT, "max_message(NULL)");
-        assert_status(wsc_config_set_max_frame_size(nul, 100), WSC_ERR_INVALID_ARGUMENT, "max_frame(NULL)");
-        assert_status(wsc_config_set_send_queue_limit(nul, 100), WSC_ERR_INVALID_ARGUMENT, "send_queue(NULL)");
-        assert_status(wsc_config_set_recv_queue_limit(nul, 100), WSC_ERR_INVALID_ARGUMENT, "recv_queue(NULL)");
-        assert_status(wsc_config_set_ca_file(nul, name.as_ptr()), WSC_ERR_INVALID_ARGUMENT, "ca_file(NULL cfg)");
-        assert_status(wsc_config_set_tls_verify(nul, false), WSC_ERR_INVALID_ARGUMENT, "tls_verify(NULL)");
+        assert_status(
+            wsc_config_add_header(nul, name.as_ptr(), value.as_ptr()),
+            WSC_ERR_INVALID_ARGUMENT,
+            "add_header(NULL cfg)",
+        );
+        assert_status(
+            wsc_config_add_subprotocol(nul, name.as_ptr()),
+            WSC_ERR_INVALID_ARGUMENT,
+            "add_subprotocol(NULL cfg)",
+        );
+        assert_status(
+            wsc_config_set_origin(nul, name.as_ptr()),
+            WSC_ERR_INVALID_ARGUMENT,
+            "set_origin(NULL cfg)",
+        );
+        assert_status(
+            wsc_config_set_connect_timeout_ms(nul, 100),
+            WSC_ERR_INVALID_ARGUMENT,
+            "connect_timeout(NULL)",
+        );
+        assert_status(
+            wsc_config_set_ping_interval_ms(nul, 100),
+            WSC_ERR_INVALID_ARGUMENT,
+            "ping_interval(NULL)",
+        );
+        assert_status(
+            wsc_config_set_pong_timeout_ms(nul, 100),
+            WSC_ERR_INVALID_ARGUMENT,
+            "pong_timeout(NULL)",
+        );
+        assert_status(
+            wsc_config_set_close_timeout_ms(nul, 100),
+            WSC_ERR_INVALID_ARGUMENT,
+            "close_timeout(NULL)",
+        );
+        assert_status(
+            wsc_config_set_max_message_size(nul, 100),
+            WSC_ERR_INVALID_ARGUMENT,
+            "max_message(NULL)",
+        );
+        assert_status(
+            wsc_config_set_max_frame_size(nul, 100),
+            WSC_ERR_INVALID_ARGUMENT,
+            "max_frame(NULL)",
+        );
+        assert_status(
+            wsc_config_set_send_queue_limit(nul, 100),
+            WSC_ERR_INVALID_ARGUMENT,
+            "send_queue(NULL)",
+        );
+        assert_status(
+            wsc_config_set_recv_queue_limit(nul, 100),
+            WSC_ERR_INVALID_ARGUMENT,
+            "recv_queue(NULL)",
+        );
+        assert_status(
+            wsc_config_set_ca_file(nul, name.as_ptr()),
+            WSC_ERR_INVALID_ARGUMENT,
+            "ca_file(NULL cfg)",
+        );
+        assert_status(
+            wsc_config_set_tls_verify(nul, false),
+            WSC_ERR_INVALID_ARGUMENT,
+            "tls_verify(NULL)",
+        );
     }
     let cfg = Cfg::new();
     unsafe {
-        assert_status(wsc_config_add_header(cfg.raw(), null(), value.as_ptr()), WSC_ERR_INVALID_ARGUMENT, "add_header(name NULL)");
-        assert_status(wsc_config_add_header(cfg.raw(), name.as_ptr(), null()), WSC_ERR_INVALID_ARGUMENT, "add_header(value NULL)");
-        assert_status(wsc_config_add_subprotocol(cfg.raw(), null()), WSC_ERR_INVALID_ARGUMENT, "add_subprotocol(NULL)");
-        assert_status(wsc_config_set_origin(cfg.raw(), null()), WSC_ERR_INVALID_ARGUMENT, "set_origin(NULL)");
-        assert_status(wsc_config_set_ca_file(cfg.raw(), null()), WSC_ERR_INVALID_ARGUMENT, "set_ca_file(NULL)");
+        assert_status(
+            wsc_config_add_header(cfg.raw(), null(), value.as_ptr()),
+            WSC_ERR_INVALID_ARGUMENT,
+            "add_header(name NULL)",
+        );
+        assert_status(
+            wsc_config_add_header(cfg.raw(), name.as_ptr(), null()),
+            WSC_ERR_INVALID_ARGUMENT,
+            "add_header(value NULL)",
+        );
+        assert_status(
+            wsc_config_add_subprotocol(cfg.raw(), null()),
+            WSC_ERR_INVALID_ARGUMENT,
+            "add_subprotocol(NULL)",
+        );
+        assert_status(
+            wsc_config_set_origin(cfg.raw(), null()),
+            WSC_ERR_INVALID_ARGUMENT,
+            "set_origin(NULL)",
+        );
+        assert_status(
+            wsc_config_set_ca_file(cfg.raw(), null()),
+            WSC_ERR_INVALID_ARGUMENT,
+            "set_ca_file(NULL)",
+        );
     }
 }
 
@@ -108,11 +259,23 @@ fn client_new_refuses_null_url_and_null_out() {
     let url = cstr("ws://127.0.0.1:9/");
     let mut out = sentinel();
     unsafe {
-        assert_status(wsc_client_new(null(), null(), &mut out), WSC_ERR_INVALID_ARGUMENT, "new(url NULL)");
+        assert_status(
+            wsc_client_new(null(), null(), &mut out),
+            WSC_ERR_INVALID_ARGUMENT,
+            "new(url NULL)",
+        );
         assert_eq!(out, sentinel(), "*out must be left unchanged on failure");
-        assert_status(wsc_client_new(url.as_ptr(), null(), null_mut()), WSC_ERR_INVALID_ARGUMENT, "new(out NULL)");
+        assert_status(
+            wsc_client_new(url.as_ptr(), null(), null_mut()),
+            WSC_ERR_INVALID_ARGUMENT,
+            "new(out NULL)",
+        );
     }
-    assert!(last_error().contains("NULL"), "last error: {:?}", last_error());
+    assert!(
+        last_error().contains("NULL"),
+        "last error: {:?}",
+        last_error()
+    );
 }
 
 #[test]
@@ -134,7 +297,10 @@ fn bad_urls_are_refused_and_out_is_untouched() {
         let st = unsafe { wsc_client_new(u.as_ptr(), null(), &mut out) };
         assert_status(st, WSC_ERR_INVALID_URL, &format!("wsc_client_new({url:?})"));
         assert_eq!(out, sentinel(), "{url:?}: *out must be left unchanged");
-        assert!(!last_error().is_empty(), "{url:?}: wsc_last_error must explain");
+        assert!(
+            !last_error().is_empty(),
+            "{url:?}: wsc_last_error must explain"
+        );
     }
 }
 
@@ -145,12 +311,21 @@ fn url_with_invalid_utf8_is_an_invalid_argument() {
     let st = unsafe { wsc_client_new(u.as_ptr(), null(), &mut out) };
     assert_status(st, WSC_ERR_INVALID_ARGUMENT, "invalid UTF-8 URL");
     assert_eq!(out, sentinel());
-    assert!(last_error().contains("UTF-8"), "last error: {:?}", last_error());
+    assert!(
+        last_error().contains("UTF-8"),
+        "last error: {:?}",
+        last_error()
+    );
 }
 
 #[test]
 fn good_urls_are_accepted_without_touching_the_network() {
-    for url in ["ws://example.invalid/", "wss://example.invalid:8443/chat?x=1", "ws://[::1]:1234/", "WS://127.0.0.1:1/"] {
+    for url in [
+        "ws://example.invalid/",
+        "wss://example.invalid:8443/chat?x=1",
+        "ws://[::1]:1234/",
+        "WS://127.0.0.1:1/",
+    ] {
         let c = TestClient::new(url, None);
         assert_eq!(c.state(), WSC_STATE_IDLE, "{url}");
     }
@@ -185,9 +360,15 @@ fn status_str_names_every_code_and_unknown_ones() {
 
 #[test]
 fn version_matches_the_crate() {
-    let v = unsafe { std::ffi::CStr::from_ptr(wsc_version()) }.to_str().unwrap().to_owned();
+    let v = unsafe { std::ffi::CStr::from_ptr(wsc_version()) }
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(v, env!("CARGO_PKG_VERSION"));
-    assert_eq!(v, format!("{WSC_VERSION_MAJOR}.{WSC_VERSION_MINOR}.{WSC_VERSION_PATCH}"));
+    assert_eq!(
+        v,
+        format!("{WSC_VERSION_MAJOR}.{WSC_VERSION_MINOR}.{WSC_VERSION_PATCH}")
+    );
 }
 
 #[test]
@@ -199,7 +380,10 @@ fn last_error_is_per_thread_and_kept_by_successful_calls() {
     let st = unsafe { wsc_config_set_connect_timeout_ms(null_mut(), 5) };
     assert_status(st, WSC_ERR_INVALID_ARGUMENT, "setter on NULL");
     let msg = last_error();
-    assert!(msg.contains("cfg") && msg.contains("NULL"), "meaningful message: {msg:?}");
+    assert!(
+        msg.contains("cfg") && msg.contains("NULL"),
+        "meaningful message: {msg:?}"
+    );
 
     // Successful calls leave it unchanged.
     let cfg = Cfg::new().connect_timeout(100);
@@ -216,13 +400,24 @@ fn last_error_is_per_thread_and_kept_by_successful_calls() {
     })
     .join()
     .unwrap();
-    assert!(other.contains("http://x") || other.to_lowercase().contains("scheme"), "other thread: {other:?}");
-    assert_eq!(last_error(), msg, "the other thread's failure must not change this thread's detail");
+    assert!(
+        other.contains("http://x") || other.to_lowercase().contains("scheme"),
+        "other thread: {other:?}"
+    );
+    assert_eq!(
+        last_error(),
+        msg,
+        "the other thread's failure must not change this thread's detail"
+    );
 
     // A new failure replaces it.
     let u = cstr("ws://h:99999");
     let mut out = null_mut();
-    assert_status(unsafe { wsc_client_new(u.as_ptr(), null(), &mut out) }, WSC_ERR_INVALID_URL, "bad port");
+    assert_status(
+        unsafe { wsc_client_new(u.as_ptr(), null(), &mut out) },
+        WSC_ERR_INVALID_URL,
+        "bad port",
+    );
     assert_ne!(last_error(), msg);
 }
 
@@ -243,7 +438,11 @@ fn header_setter_refuses_injection_reserved_names_and_bad_names() {
         ("", "empty name"),
         ("Bad\r\nName", "x"),
     ] {
-        assert_status(add(n, v), WSC_ERR_INVALID_ARGUMENT, &format!("add_header({n:?}, {v:?})"));
+        assert_status(
+            add(n, v),
+            WSC_ERR_INVALID_ARGUMENT,
+            &format!("add_header({n:?}, {v:?})"),
+        );
         assert!(!last_error().is_empty());
     }
     for reserved in [
@@ -260,7 +459,11 @@ fn header_setter_refuses_injection_reserved_names_and_bad_names() {
         "Content-Length",
         "Transfer-Encoding",
     ] {
-        assert_status(add(reserved, "x"), WSC_ERR_INVALID_ARGUMENT, &format!("reserved header {reserved}"));
+        assert_status(
+            add(reserved, "x"),
+            WSC_ERR_INVALID_ARGUMENT,
+            &format!("reserved header {reserved}"),
+        );
     }
     assert_ok(add("Authorization", "Bearer abc.def"), "a normal header");
     assert_ok(add("X-Tab", "a\tb"), "tab in a value");
@@ -274,8 +477,20 @@ fn subprotocol_and_origin_setters_validate() {
         let n = cstr(n);
         unsafe { wsc_config_add_subprotocol(cfg.raw(), n.as_ptr()) }
     };
-    for bad in ["", "chat, evil", "a b", "x\r\ny", "semi;colon", "quote\"", "slash/"] {
-        assert_status(sub(bad), WSC_ERR_INVALID_ARGUMENT, &format!("subprotocol {bad:?}"));
+    for bad in [
+        "",
+        "chat, evil",
+        "a b",
+        "x\r\ny",
+        "semi;colon",
+        "quote\"",
+        "slash/",
+    ] {
+        assert_status(
+            sub(bad),
+            WSC_ERR_INVALID_ARGUMENT,
+            &format!("subprotocol {bad:?}"),
+        );
     }
     assert_ok(sub("chat.v2"), "token subprotocol");
     assert_ok(sub("graphql-ws"), "token subprotocol");
@@ -284,7 +499,11 @@ fn subprotocol_and_origin_setters_validate() {
         unsafe { wsc_config_set_origin(cfg.raw(), o.as_ptr()) }
     };
     assert_status(origin(""), WSC_ERR_INVALID_ARGUMENT, "empty origin");
-    assert_status(origin("https://a\r\nX-Evil: 1"), WSC_ERR_INVALID_ARGUMENT, "origin with CRLF");
+    assert_status(
+        origin("https://a\r\nX-Evil: 1"),
+        WSC_ERR_INVALID_ARGUMENT,
+        "origin with CRLF",
+    );
     assert_ok(origin("https://example.test"), "valid origin");
 }
 
@@ -293,16 +512,50 @@ fn zero_timeouts_and_limits_are_refused_but_zero_ping_interval_is_allowed() {
     let cfg = Cfg::new();
     let p = cfg.raw();
     unsafe {
-        assert_status(wsc_config_set_connect_timeout_ms(p, 0), WSC_ERR_INVALID_ARGUMENT, "connect timeout 0");
-        assert_status(wsc_config_set_pong_timeout_ms(p, 0), WSC_ERR_INVALID_ARGUMENT, "pong timeout 0");
-        assert_status(wsc_config_set_close_timeout_ms(p, 0), WSC_ERR_INVALID_ARGUMENT, "close timeout 0");
-        assert_status(wsc_config_set_max_message_size(p, 0), WSC_ERR_INVALID_ARGUMENT, "max message 0");
-        assert_status(wsc_config_set_max_frame_size(p, 0), WSC_ERR_INVALID_ARGUMENT, "max frame 0");
-        assert_status(wsc_config_set_send_queue_limit(p, 0), WSC_ERR_INVALID_ARGUMENT, "send queue 0");
-        assert_status(wsc_config_set_recv_queue_limit(p, 0), WSC_ERR_INVALID_ARGUMENT, "recv queue 0");
-        assert_ok(wsc_config_set_ping_interval_ms(p, 0), "ping interval 0 (no pings)");
+        assert_status(
+            wsc_config_set_connect_timeout_ms(p, 0),
+            WSC_ERR_INVALID_ARGUMENT,
+            "connect timeout 0",
+        );
+        assert_status(
+            wsc_config_set_pong_timeout_ms(p, 0),
+            WSC_ERR_INVALID_ARGUMENT,
+            "pong timeout 0",
+        );
+        assert_status(
+            wsc_config_set_close_timeout_ms(p, 0),
+            WSC_ERR_INVALID_ARGUMENT,
+            "close timeout 0",
+        );
+        assert_status(
+            wsc_config_set_max_message_size(p, 0),
+            WSC_ERR_INVALID_ARGUMENT,
+            "max message 0",
+        );
+        assert_status(
+            wsc_config_set_max_frame_size(p, 0),
+            WSC_ERR_INVALID_ARGUMENT,
+            "max frame 0",
+        );
+        assert_status(
+            wsc_config_set_send_queue_limit(p, 0),
+            WSC_ERR_INVALID_ARGUMENT,
+            "send queue 0",
+        );
+        assert_status(
+            wsc_config_set_recv_queue_limit(p, 0),
+            WSC_ERR_INVALID_ARGUMENT,
+            "recv queue 0",
+        );
+        assert_ok(
+            wsc_config_set_ping_interval_ms(p, 0),
+            "ping interval 0 (no pings)",
+        );
         assert_ok(wsc_config_set_connect_timeout_ms(p, 1), "connect timeout 1");
-        assert_ok(wsc_config_set_close_timeout_ms(p, u32::MAX), "close timeout max");
+        assert_ok(
+            wsc_config_set_close_timeout_ms(p, u32::MAX),
+            "close timeout max",
+        );
         assert_ok(wsc_config_set_tls_verify(p, true), "tls verify");
     }
 }
@@ -316,7 +569,11 @@ fn ca_file_missing_or_not_pem_is_a_tls_error() {
     };
     let missing = temp_path("does-not-exist.pem");
     assert_status(set(&missing), WSC_ERR_TLS, "missing CA file");
-    assert!(last_error().contains("does-not-exist.pem"), "names the file: {:?}", last_error());
+    assert!(
+        last_error().contains("does-not-exist.pem"),
+        "names the file: {:?}",
+        last_error()
+    );
 
     let garbage = temp_path("garbage.pem");
     std::fs::write(&garbage, b"this is not a certificate\n").unwrap();
@@ -327,7 +584,11 @@ fn ca_file_missing_or_not_pem_is_a_tls_error() {
     assert_status(set(&empty), WSC_ERR_TLS, "empty CA file");
 
     let broken = temp_path("broken.pem");
-    std::fs::write(&broken, b"-----BEGIN CERTIFICATE-----\nAAAA!!!!\n-----END CERTIFICATE-----\n").unwrap();
+    std::fs::write(
+        &broken,
+        b"-----BEGIN CERTIFICATE-----\nAAAA!!!!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
     assert_status(set(&broken), WSC_ERR_TLS, "CA file with a broken PEM block");
 
     let dir = std::env::temp_dir();
@@ -344,25 +605,52 @@ fn config_is_copied_by_client_new() {
     // right after new must be fine (the client keeps its own copy).
     let cfg = Cfg::new().max_message(4);
     let c = TestClient::new("ws://127.0.0.1:9/", Some(&cfg));
-    assert_ok(unsafe { wsc_config_set_max_message_size(cfg.raw(), 1 << 20) }, "change after new");
+    assert_ok(
+        unsafe { wsc_config_set_max_message_size(cfg.raw(), 1 << 20) },
+        "change after new",
+    );
     drop(cfg);
     assert_ok(c.connect(), "connect");
     // The copy made at new time (max 4 bytes) is what counts.
-    assert_status(c.send_binary(b"12345"), WSC_ERR_MESSAGE_TOO_LARGE, "5 bytes over a 4-byte max");
+    assert_status(
+        c.send_binary(b"12345"),
+        WSC_ERR_MESSAGE_TOO_LARGE,
+        "5 bytes over a 4-byte max",
+    );
 }
 
 #[test]
 fn calls_before_connect() {
     let c = TestClient::new("ws://127.0.0.1:9/", None);
     assert_eq!(c.state(), WSC_STATE_IDLE);
-    assert_status(c.send_text("hi"), WSC_ERR_NOT_CONNECTED, "send_text before connect");
-    assert_status(c.send_binary(b"hi"), WSC_ERR_NOT_CONNECTED, "send_binary before connect");
-    assert_status(c.send_ping(b"hi"), WSC_ERR_NOT_CONNECTED, "send_ping before connect");
+    assert_status(
+        c.send_text("hi"),
+        WSC_ERR_NOT_CONNECTED,
+        "send_text before connect",
+    );
+    assert_status(
+        c.send_binary(b"hi"),
+        WSC_ERR_NOT_CONNECTED,
+        "send_binary before connect",
+    );
+    assert_status(
+        c.send_ping(b"hi"),
+        WSC_ERR_NOT_CONNECTED,
+        "send_ping before connect",
+    );
     let (st, id) = c.send(WSC_EVENT_TEXT, b"");
     assert_status(st, WSC_ERR_NOT_CONNECTED, "empty send before connect");
     assert_eq!(id, 0);
-    assert_status(c.close(1000, None), WSC_ERR_NOT_CONNECTED, "close before connect");
-    assert_eq!(c.poll(0).unwrap_err(), WSC_ERR_NOT_CONNECTED, "poll before connect");
+    assert_status(
+        c.close(1000, None),
+        WSC_ERR_NOT_CONNECTED,
+        "close before connect",
+    );
+    assert_eq!(
+        c.poll(0).unwrap_err(),
+        WSC_ERR_NOT_CONNECTED,
+        "poll before connect"
+    );
     assert_eq!(c.buffered(), 0);
     assert_eq!(c.state(), WSC_STATE_IDLE, "nothing above changed the state");
 }
@@ -374,21 +662,56 @@ fn send_checks_its_arguments_before_the_state() {
     assert_status(st, WSC_ERR_INVALID_ARGUMENT, "send type CLOSE");
     let (st, _) = c.send(42, b"x");
     assert_status(st, WSC_ERR_INVALID_ARGUMENT, "send type 42");
-    assert_status(c.send_text_bytes(&[0x66, 0xff, 0x6f]), WSC_ERR_INVALID_UTF8, "invalid UTF-8 text");
-    assert_status(c.send_binary(&[0u8; 11]), WSC_ERR_MESSAGE_TOO_LARGE, "11 bytes over max 10");
-    assert_status(c.send_ping(&[0u8; 126]), WSC_ERR_MESSAGE_TOO_LARGE, "126-byte ping");
+    assert_status(
+        c.send_text_bytes(&[0x66, 0xff, 0x6f]),
+        WSC_ERR_INVALID_UTF8,
+        "invalid UTF-8 text",
+    );
+    assert_status(
+        c.send_binary(&[0u8; 11]),
+        WSC_ERR_MESSAGE_TOO_LARGE,
+        "11 bytes over max 10",
+    );
+    assert_status(
+        c.send_ping(&[0u8; 126]),
+        WSC_ERR_MESSAGE_TOO_LARGE,
+        "126-byte ping",
+    );
 }
 
 #[test]
 fn close_refuses_bad_codes_and_long_reasons_even_before_connect() {
     let c = TestClient::new("ws://127.0.0.1:9/", None);
-    for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, u16::MAX] {
-        assert_status(c.close(code, None), WSC_ERR_INVALID_ARGUMENT, &format!("close code {code}"));
+    for code in [
+        0u16,
+        999,
+        1004,
+        1005,
+        1006,
+        1015,
+        1016,
+        2999,
+        5000,
+        u16::MAX,
+    ] {
+        assert_status(
+            c.close(code, None),
+            WSC_ERR_INVALID_ARGUMENT,
+            &format!("close code {code}"),
+        );
     }
     let long = "r".repeat(124);
-    assert_status(c.close(1000, Some(&long)), WSC_ERR_INVALID_ARGUMENT, "124-byte reason");
+    assert_status(
+        c.close(1000, Some(&long)),
+        WSC_ERR_INVALID_ARGUMENT,
+        "124-byte reason",
+    );
     let bad_utf8 = CString::new(vec![0xffu8, 0xfe]).unwrap();
-    assert_status(unsafe { wsc_client_close(c.raw(), 1000, bad_utf8.as_ptr()) }, WSC_ERR_INVALID_ARGUMENT, "reason not UTF-8");
+    assert_status(
+        unsafe { wsc_client_close(c.raw(), 1000, bad_utf8.as_ptr()) },
+        WSC_ERR_INVALID_ARGUMENT,
+        "reason not UTF-8",
+    );
 }
 
 #[test]
@@ -409,10 +732,18 @@ fn poll_in_callback_mode_is_invalid_state_and_there_is_no_event_fd() {
     let c = TestClient::new_callback(&format!("ws://127.0.0.1:{}/", refused_port()), None);
     assert_eq!(c.event_fd(), -1, "callback mode has no event fd");
     assert_ok(c.connect(), "connect");
-    assert_eq!(c.poll(0).unwrap_err(), WSC_ERR_INVALID_STATE, "poll in callback mode");
+    assert_eq!(
+        c.poll(0).unwrap_err(),
+        WSC_ERR_INVALID_STATE,
+        "poll in callback mode"
+    );
     let events = c.until_close(WAIT);
     final_close(&events);
-    assert_eq!(c.poll(0).unwrap_err(), WSC_ERR_INVALID_STATE, "poll in callback mode after the end");
+    assert_eq!(
+        c.poll(0).unwrap_err(),
+        WSC_ERR_INVALID_STATE,
+        "poll in callback mode after the end"
+    );
 }
 
 #[test]
@@ -424,5 +755,9 @@ fn free_of_a_client_that_never_connected() {
         let c = TestClient::new_callback("ws://127.0.0.1:9/", None);
         c.free();
     }
-    assert!(t.elapsed() < Duration::from_secs(2), "100 create/free took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "100 create/free took {:?}",
+        t.elapsed()
+    );
 }

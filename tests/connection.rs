@@ -47,9 +47,15 @@ fn echo_sizes(callback: bool) {
         expected.push((WSC_EVENT_BINARY, bin));
     }
     // (NULL, 0) is an empty message of either type.
-    assert_ok(unsafe { wsc_client_send_text(c.raw(), std::ptr::null(), 0) }, "send_text(NULL, 0)");
+    assert_ok(
+        unsafe { wsc_client_send_text(c.raw(), std::ptr::null(), 0) },
+        "send_text(NULL, 0)",
+    );
     expected.push((WSC_EVENT_TEXT, Vec::new()));
-    assert_ok(unsafe { wsc_client_send_binary(c.raw(), std::ptr::null(), 0) }, "send_binary(NULL, 0)");
+    assert_ok(
+        unsafe { wsc_client_send_binary(c.raw(), std::ptr::null(), 0) },
+        "send_binary(NULL, 0)",
+    );
     expected.push((WSC_EVENT_BINARY, Vec::new()));
 
     for (i, (ty, data)) in expected.iter().enumerate() {
@@ -57,7 +63,11 @@ fn echo_sizes(callback: bool) {
         assert_eq!(ev.ty, *ty, "message {i}: {ev:?}");
         assert_eq!(ev.status, WSC_OK);
         assert_eq!(ev.data.len(), data.len(), "message {i}: length");
-        assert!(ev.data == *data, "message {i} ({} bytes): payload differs", data.len());
+        assert!(
+            ev.data == *data,
+            "message {i} ({} bytes): payload differs",
+            data.len()
+        );
     }
     assert_eq!(c.buffered(), 0, "everything was handed to the socket");
     let rest = close_cleanly(&c);
@@ -79,13 +89,25 @@ fn ten_thousand_in_order(callback: bool) {
     let (c, _) = TestClient::open(&server.url(), None, callback);
     const N: usize = 10_000;
     for i in 0..N {
-        let st = if i % 2 == 0 { c.send_text(&format!("m{i}")) } else { c.send_binary(format!("m{i}").as_bytes()) };
+        let st = if i % 2 == 0 {
+            c.send_text(&format!("m{i}"))
+        } else {
+            c.send_binary(format!("m{i}").as_bytes())
+        };
         assert_ok(st, "send");
     }
     for i in 0..N {
         let ev = c.must_next(WAIT);
-        let ty = if i % 2 == 0 { WSC_EVENT_TEXT } else { WSC_EVENT_BINARY };
-        assert_eq!((ev.ty, ev.text()), (ty, format!("m{i}")), "message {i} out of order");
+        let ty = if i % 2 == 0 {
+            WSC_EVENT_TEXT
+        } else {
+            WSC_EVENT_BINARY
+        };
+        assert_eq!(
+            (ev.ty, ev.text()),
+            (ty, format!("m{i}")),
+            "message {i} out of order"
+        );
     }
     assert_eq!(server.log.snapshot().messages, N);
     close_cleanly(&c);
@@ -113,7 +135,11 @@ fn sends_from_eight_threads_each_keep_their_order() {
             s.spawn(move || {
                 for seq in 0..PER {
                     let msg = format!("{t}:{seq}");
-                    let st = if seq % 3 == 0 { c.send_binary(msg.as_bytes()) } else { c.send_text(&msg) };
+                    let st = if seq % 3 == 0 {
+                        c.send_binary(msg.as_bytes())
+                    } else {
+                        c.send_text(&msg)
+                    };
                     assert_ok(st, "send from a thread");
                 }
             });
@@ -122,12 +148,23 @@ fn sends_from_eight_threads_each_keep_their_order() {
     let mut next = [0usize; THREADS];
     for i in 0..THREADS * PER {
         let ev = c.must_next(WAIT);
-        assert!(ev.ty == WSC_EVENT_TEXT || ev.ty == WSC_EVENT_BINARY, "message {i}: {ev:?}");
+        assert!(
+            ev.ty == WSC_EVENT_TEXT || ev.ty == WSC_EVENT_BINARY,
+            "message {i}: {ev:?}"
+        );
         let text = ev.text();
         let (t, seq) = text.split_once(':').expect("tagged message");
         let (t, seq): (usize, usize) = (t.parse().unwrap(), seq.parse().unwrap());
-        assert_eq!(seq, next[t], "thread {t}: got seq {seq} but expected {}", next[t]);
-        let ty = if seq % 3 == 0 { WSC_EVENT_BINARY } else { WSC_EVENT_TEXT };
+        assert_eq!(
+            seq, next[t],
+            "thread {t}: got seq {seq} but expected {}",
+            next[t]
+        );
+        let ty = if seq % 3 == 0 {
+            WSC_EVENT_BINARY
+        } else {
+            WSC_EVENT_TEXT
+        };
         assert_eq!(ev.ty, ty, "thread {t} seq {seq}: type kept");
         next[t] += 1;
     }
@@ -148,12 +185,19 @@ fn callbacks_run_on_one_worker_thread_and_may_send() {
         c.collector().set_hook(Box::new(move |ev| {
             let next = match ev.ty {
                 WSC_EVENT_OPEN => Some(0),
-                WSC_EVENT_TEXT => ev.text().parse::<u32>().ok().filter(|n| *n < 100).map(|n| n + 1),
+                WSC_EVENT_TEXT => ev
+                    .text()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n < 100)
+                    .map(|n| n + 1),
                 _ => None,
             };
             if let Some(n) = next {
                 let s = n.to_string();
-                let st = unsafe { wsc_client_send_text(client.load(SeqCst), s.as_ptr().cast(), s.len()) };
+                let st = unsafe {
+                    wsc_client_send_text(client.load(SeqCst), s.as_ptr().cast(), s.len())
+                };
                 if st != WSC_OK {
                     send_status.store(st as usize, SeqCst);
                 }
@@ -166,11 +210,22 @@ fn callbacks_run_on_one_worker_thread_and_may_send() {
         let ev = c.must_next(WAIT);
         assert_eq!((ev.ty, ev.text()), (WSC_EVENT_TEXT, n.to_string()));
     }
-    assert_eq!(send_status.load(SeqCst), 0, "a send from inside the callback failed");
+    assert_eq!(
+        send_status.load(SeqCst),
+        0,
+        "a send from inside the callback failed"
+    );
     close_cleanly(&c);
     let threads = c.collector().threads();
-    assert!(threads.windows(2).all(|w| w[0] == w[1]), "all callbacks on one thread");
-    assert_ne!(threads[0], std::thread::current().id(), "callbacks run on the worker, not the caller");
+    assert!(
+        threads.windows(2).all(|w| w[0] == w[1]),
+        "all callbacks on one thread"
+    );
+    assert_ne!(
+        threads[0],
+        std::thread::current().id(),
+        "callbacks run on the worker, not the caller"
+    );
 }
 
 // ------------------------------------------------------------------------------------------
@@ -179,7 +234,10 @@ fn callbacks_run_on_one_worker_thread_and_may_send() {
 
 #[test]
 fn open_carries_the_negotiated_subprotocol_and_the_server_sees_headers() {
-    let server = WsServer::echo_with(ServerOptions { protocol: Some("chat.v2".into()), ..Default::default() });
+    let server = WsServer::echo_with(ServerOptions {
+        protocol: Some("chat.v2".into()),
+        ..Default::default()
+    });
     let cfg = Cfg::new()
         .subprotocol("chat.v1")
         .subprotocol("chat.v2")
@@ -190,14 +248,26 @@ fn open_carries_the_negotiated_subprotocol_and_the_server_sees_headers() {
     let url = format!("ws://127.0.0.1:{}/room/7?x=1", server.port);
     let (c, open) = TestClient::open(&url, Some(&cfg), false);
     drop(cfg);
-    assert_eq!(open.text(), "chat.v2", "OPEN carries the subprotocol the server chose");
+    assert_eq!(
+        open.text(),
+        "chat.v2",
+        "OPEN carries the subprotocol the server chose"
+    );
 
     let req = server.first_request();
     assert_eq!(req.path, "/room/7");
-    assert_eq!(req.header("sec-websocket-protocol"), Some("chat.v1, chat.v2"), "offered in order: {req:?}");
+    assert_eq!(
+        req.header("sec-websocket-protocol"),
+        Some("chat.v1, chat.v2"),
+        "offered in order: {req:?}"
+    );
     assert_eq!(req.header("origin"), Some("https://app.example.test"));
     assert_eq!(req.header("authorization"), Some("Bearer t0k3n"));
-    assert_eq!(req.all("x-multi"), vec!["one", "two"], "repeated header names are all sent, in order");
+    assert_eq!(
+        req.all("x-multi"),
+        vec!["one", "two"],
+        "repeated header names are all sent, in order"
+    );
     assert_eq!(req.all("host").len(), 1, "exactly one Host header");
     close_cleanly(&c);
 }
@@ -208,8 +278,14 @@ fn open_without_subprotocol_has_empty_data_and_no_origin_by_default() {
     let (c, open) = TestClient::open(&server.url(), None, true);
     assert_eq!(open.data, b"");
     let req = server.first_request();
-    assert!(req.header("origin").is_none(), "no Origin unless set: {req:?}");
-    assert!(req.header("sec-websocket-protocol").is_none(), "no subprotocol offered: {req:?}");
+    assert!(
+        req.header("origin").is_none(),
+        "no Origin unless set: {req:?}"
+    );
+    assert!(
+        req.header("sec-websocket-protocol").is_none(),
+        "no subprotocol offered: {req:?}"
+    );
     close_cleanly(&c);
 }
 
@@ -233,16 +309,31 @@ fn client_ping_gets_a_pong_with_the_same_payload() {
     let (pong, _) = c.wait_for(WSC_EVENT_PONG, WAIT);
     assert_eq!(pong.data, max);
 
-    assert_status(c.send_ping(&[1u8; 126]), WSC_ERR_MESSAGE_TOO_LARGE, "126-byte ping");
+    assert_status(
+        c.send_ping(&[1u8; 126]),
+        WSC_ERR_MESSAGE_TOO_LARGE,
+        "126-byte ping",
+    );
     let (st, _) = c.send(WSC_EVENT_PING, &[1u8; 200]);
-    assert_status(st, WSC_ERR_MESSAGE_TOO_LARGE, "200-byte ping via wsc_client_send");
+    assert_status(
+        st,
+        WSC_ERR_MESSAGE_TOO_LARGE,
+        "200-byte ping via wsc_client_send",
+    );
 
-    assert_ok(unsafe { wsc_client_send_ping(c.raw(), std::ptr::null(), 0) }, "empty ping");
+    assert_ok(
+        unsafe { wsc_client_send_ping(c.raw(), std::ptr::null(), 0) },
+        "empty ping",
+    );
     let (pong, _) = c.wait_for(WSC_EVENT_PONG, WAIT);
     assert_eq!(pong.data, b"");
 
     let pings = server.log.snapshot().pings;
-    assert_eq!(pings, vec![b"abc".to_vec(), max, Vec::new()], "the server saw exactly the accepted pings");
+    assert_eq!(
+        pings,
+        vec![b"abc".to_vec(), max, Vec::new()],
+        "the server saw exactly the accepted pings"
+    );
     close_cleanly(&c);
 }
 
@@ -256,7 +347,10 @@ fn server_ping_is_reported_and_answered() {
     let (ping, skipped) = c.wait_for(WSC_EVENT_PING, WAIT);
     assert!(skipped.is_empty(), "{skipped:?}");
     assert_eq!(ping.data, b"srv-ping");
-    assert!(server.log.wait(WAIT, |d| !d.pongs.is_empty()), "the server got no pong");
+    assert!(
+        server.log.wait(WAIT, |d| !d.pongs.is_empty()),
+        "the server got no pong"
+    );
     assert_eq!(server.log.snapshot().pongs, vec![b"srv-ping".to_vec()]);
     assert_ok(c.close(1000, None), "close");
     let events = c.until_close(WAIT);
@@ -273,10 +367,26 @@ fn send_rules_on_an_open_connection() {
     let cfg = Cfg::new().max_message(1024);
     let (c, _) = TestClient::open(&server.url(), Some(&cfg), false);
 
-    assert_status(c.send_text_bytes(b"ok \xff\xfe"), WSC_ERR_INVALID_UTF8, "invalid UTF-8 text");
-    assert_status(c.send_text_bytes(b"\xed\xa0\x80"), WSC_ERR_INVALID_UTF8, "UTF-16 surrogate in text");
-    assert_status(c.send_binary(&[7u8; 1025]), WSC_ERR_MESSAGE_TOO_LARGE, "1025 bytes over max 1024");
-    assert_status(c.send_text(&"x".repeat(1025)), WSC_ERR_MESSAGE_TOO_LARGE, "1025-byte text over max 1024");
+    assert_status(
+        c.send_text_bytes(b"ok \xff\xfe"),
+        WSC_ERR_INVALID_UTF8,
+        "invalid UTF-8 text",
+    );
+    assert_status(
+        c.send_text_bytes(b"\xed\xa0\x80"),
+        WSC_ERR_INVALID_UTF8,
+        "UTF-16 surrogate in text",
+    );
+    assert_status(
+        c.send_binary(&[7u8; 1025]),
+        WSC_ERR_MESSAGE_TOO_LARGE,
+        "1025 bytes over max 1024",
+    );
+    assert_status(
+        c.send_text(&"x".repeat(1025)),
+        WSC_ERR_MESSAGE_TOO_LARGE,
+        "1025-byte text over max 1024",
+    );
     // At the limit is fine; nothing refused above was queued.
     assert_ok(c.send_binary(&[7u8; 1024]), "1024 bytes");
     assert_ok(c.send_text("é ✓"), "valid multi-byte UTF-8");
@@ -284,7 +394,11 @@ fn send_rules_on_an_open_connection() {
     assert_eq!((a.ty, a.data.len()), (WSC_EVENT_BINARY, 1024));
     let b = c.must_next(WAIT);
     assert_eq!((b.ty, b.text()), (WSC_EVENT_TEXT, "é ✓".to_owned()));
-    assert_eq!(server.log.snapshot().messages, 2, "refused sends never reached the server");
+    assert_eq!(
+        server.log.snapshot().messages,
+        2,
+        "refused sends never reached the server"
+    );
 
     // A poll with nothing queued times out and leaves *out untouched.
     let mut ev: wsc_event = unsafe { std::mem::zeroed() };
@@ -293,32 +407,80 @@ fn send_rules_on_an_open_connection() {
     let t = Instant::now();
     let st = unsafe { wsc_client_poll(c.raw(), &mut ev, 150) };
     assert_status(st, WSC_ERR_TIMEOUT, "poll with nothing to take");
-    assert!(t.elapsed() >= Duration::from_millis(140), "poll returned early: {:?}", t.elapsed());
-    assert!(t.elapsed() < Duration::from_secs(2), "poll overslept: {:?}", t.elapsed());
-    assert_eq!((ev.r#type, ev.close_code), (99, 77), "*out written on failure");
-    assert_eq!(c.poll(0).unwrap_err(), WSC_ERR_TIMEOUT, "poll(0) with nothing queued");
+    assert!(
+        t.elapsed() >= Duration::from_millis(140),
+        "poll returned early: {:?}",
+        t.elapsed()
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "poll overslept: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        (ev.r#type, ev.close_code),
+        (99, 77),
+        "*out written on failure"
+    );
+    assert_eq!(
+        c.poll(0).unwrap_err(),
+        WSC_ERR_TIMEOUT,
+        "poll(0) with nothing queued"
+    );
 
     // Bad close arguments change nothing: the connection still works.
     for code in [999u16, 1004, 1005, 1006, 1015, 2999, 5000] {
-        assert_status(c.close(code, None), WSC_ERR_INVALID_ARGUMENT, &format!("close({code})"));
+        assert_status(
+            c.close(code, None),
+            WSC_ERR_INVALID_ARGUMENT,
+            &format!("close({code})"),
+        );
     }
-    assert_status(c.close(1000, Some(&"r".repeat(124))), WSC_ERR_INVALID_ARGUMENT, "124-byte reason");
+    assert_status(
+        c.close(1000, Some(&"r".repeat(124))),
+        WSC_ERR_INVALID_ARGUMENT,
+        "124-byte reason",
+    );
     assert_ok(c.send_text("still open"), "send after refused closes");
     assert_eq!(c.must_next(WAIT).text(), "still open");
 
     // A 123-byte reason is fine; afterwards sends and a second close are refused.
     let reason = "r".repeat(123);
     assert_ok(c.close(4000, Some(&reason)), "close with a 123-byte reason");
-    assert_status(c.send_text("late"), WSC_ERR_NOT_CONNECTED, "send after close");
-    assert_status(c.send_binary(b"late"), WSC_ERR_NOT_CONNECTED, "send_binary after close");
-    assert_status(c.send_ping(b"late"), WSC_ERR_NOT_CONNECTED, "ping after close");
+    assert_status(
+        c.send_text("late"),
+        WSC_ERR_NOT_CONNECTED,
+        "send after close",
+    );
+    assert_status(
+        c.send_binary(b"late"),
+        WSC_ERR_NOT_CONNECTED,
+        "send_binary after close",
+    );
+    assert_status(
+        c.send_ping(b"late"),
+        WSC_ERR_NOT_CONNECTED,
+        "ping after close",
+    );
     assert_status(c.close(1000, None), WSC_ERR_NOT_CONNECTED, "second close");
     let events = c.until_close(WAIT);
     let close = final_close(&events);
     assert_eq!((close.close_code, close.text()), (4000, reason));
-    assert_status(c.close(1000, None), WSC_ERR_NOT_CONNECTED, "close after the end");
-    assert_status(c.send_text("later"), WSC_ERR_NOT_CONNECTED, "send after the end");
-    assert_eq!(c.poll(0).unwrap_err(), WSC_ERR_NOT_CONNECTED, "poll after the final CLOSE");
+    assert_status(
+        c.close(1000, None),
+        WSC_ERR_NOT_CONNECTED,
+        "close after the end",
+    );
+    assert_status(
+        c.send_text("later"),
+        WSC_ERR_NOT_CONNECTED,
+        "send after the end",
+    );
+    assert_eq!(
+        c.poll(0).unwrap_err(),
+        WSC_ERR_NOT_CONNECTED,
+        "poll after the final CLOSE"
+    );
 }
 
 // ------------------------------------------------------------------------------------------
@@ -339,12 +501,19 @@ fn client_closes_with_4000(callback: bool) {
     assert_eq!(close.data, b"bye");
     assert_eq!(close.status, WSC_OK);
     assert_eq!(close.flags, WSC_CLOSE_LOCAL, "only LOCAL: {close:?}");
-    let texts: Vec<String> = events[..events.len() - 1].iter().map(|e| e.text()).collect();
+    let texts: Vec<String> = events[..events.len() - 1]
+        .iter()
+        .map(|e| e.text())
+        .collect();
     assert_eq!(texts, ["before-0", "before-1", "before-2"]);
     assert!(server.log.wait(WAIT, |d| !d.closes.is_empty()));
     let log = server.log.snapshot();
     assert_eq!(log.messages, 3, "messages before close reached the server");
-    assert_eq!(log.closes, vec![Some((4000, "bye".to_owned()))], "the server received 4000 \"bye\"");
+    assert_eq!(
+        log.closes,
+        vec![Some((4000, "bye".to_owned()))],
+        "the server received 4000 \"bye\""
+    );
 }
 
 #[test]
@@ -388,12 +557,27 @@ fn server_closes_with_4001(callback: bool) {
     assert_eq!(close.data, b"server bye");
     assert_eq!(close.status, WSC_OK);
     assert_eq!(close.flags, WSC_CLOSE_REMOTE, "only REMOTE: {close:?}");
-    assert!(server.log.wait(WAIT, |d| !d.closes.is_empty()), "the client did not answer the close");
+    assert!(
+        server.log.wait(WAIT, |d| !d.closes.is_empty()),
+        "the client did not answer the close"
+    );
     let closes = server.log.snapshot().closes;
     assert_eq!(closes.len(), 1, "{closes:?}");
-    assert_eq!(closes[0].as_ref().map(|c| c.0), Some(4001), "the client echoes the code: {closes:?}");
-    assert_status(c.send_text("x"), WSC_ERR_NOT_CONNECTED, "send after a remote close");
-    assert_status(c.close(1000, None), WSC_ERR_NOT_CONNECTED, "close after a remote close");
+    assert_eq!(
+        closes[0].as_ref().map(|c| c.0),
+        Some(4001),
+        "the client echoes the code: {closes:?}"
+    );
+    assert_status(
+        c.send_text("x"),
+        WSC_ERR_NOT_CONNECTED,
+        "send after a remote close",
+    );
+    assert_status(
+        c.close(1000, None),
+        WSC_ERR_NOT_CONNECTED,
+        "close after a remote close",
+    );
 }
 
 #[test]
@@ -425,7 +609,10 @@ fn state_follows_the_connection() {
     assert_eq!(c.state(), WSC_STATE_IDLE);
     assert_ok(c.connect(), "connect");
     let s = c.state();
-    assert!(s == WSC_STATE_CONNECTING || s == WSC_STATE_OPEN, "state after connect: {s}");
+    assert!(
+        s == WSC_STATE_CONNECTING || s == WSC_STATE_OPEN,
+        "state after connect: {s}"
+    );
     c.expect_open();
     assert_eq!(c.state(), WSC_STATE_OPEN);
     close_cleanly(&c);
@@ -444,7 +631,10 @@ fn heartbeat_keeps_a_live_connection_open() {
     let deadline = Instant::now() + Duration::from_secs(1);
     let mut seen = Vec::new();
     while let Some(ev) = c.next_event(deadline.saturating_duration_since(Instant::now())) {
-        assert!(ev.ty != WSC_EVENT_ERROR && ev.ty != WSC_EVENT_CLOSE, "the live connection failed: {ev:?} after {seen:?}");
+        assert!(
+            ev.ty != WSC_EVENT_ERROR && ev.ty != WSC_EVENT_CLOSE,
+            "the live connection failed: {ev:?} after {seen:?}"
+        );
         seen.push(ev);
         if Instant::now() >= deadline {
             break;
@@ -452,7 +642,10 @@ fn heartbeat_keeps_a_live_connection_open() {
     }
     assert_eq!(c.state(), WSC_STATE_OPEN);
     let pings = server.log.snapshot().pings.len();
-    assert!((5..=15).contains(&pings), "about 10 heartbeat pings in 1 s at 100 ms, the server saw {pings}");
+    assert!(
+        (5..=15).contains(&pings),
+        "about 10 heartbeat pings in 1 s at 100 ms, the server saw {pings}"
+    );
     // Still usable.
     assert_ok(c.send_text("alive"), "send");
     let (ev, _) = c.wait_for(WSC_EVENT_TEXT, WAIT);
@@ -484,12 +677,30 @@ fn poll_mode_backpressure_drops_nothing() {
         assert_eq!(ev.ty, WSC_EVENT_BINARY, "message {i}: {ev:?}");
         let mut expected = pattern(1024, i as u8);
         expected[..4].copy_from_slice(&i.to_be_bytes());
-        assert!(ev.data == expected, "message {i} differs (got seq {:?})", &ev.data[..4.min(ev.data.len())]);
+        assert!(
+            ev.data == expected,
+            "message {i} differs (got seq {:?})",
+            &ev.data[..4.min(ev.data.len())]
+        );
     }
-    assert!(t.elapsed() < Duration::from_secs(20), "draining took {:?}", t.elapsed());
-    assert!(server.log.wait(WAIT, |d| d.notes.iter().any(|n| n == "all sent")), "{:?}", server.log.snapshot().notes);
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "draining took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        server
+            .log
+            .wait(WAIT, |d| d.notes.iter().any(|n| n == "all sent")),
+        "{:?}",
+        server.log.snapshot().notes
+    );
     assert_eq!(c.state(), WSC_STATE_OPEN);
-    assert_eq!(c.poll(50).unwrap_err(), WSC_ERR_TIMEOUT, "nothing beyond the 5 MiB");
+    assert_eq!(
+        c.poll(50).unwrap_err(),
+        WSC_ERR_TIMEOUT,
+        "nothing beyond the 5 MiB"
+    );
     close_cleanly(&c);
 }
 
@@ -501,10 +712,16 @@ fn event_fd_is_readable_exactly_while_events_are_queued() {
     assert!(fd >= 0, "poll mode has an event fd");
     assert_eq!(c.event_fd(), fd, "the same fd every time");
 
-    assert!(fd_readable(fd, 5000), "OPEN queued: the fd must become readable");
+    assert!(
+        fd_readable(fd, 5000),
+        "OPEN queued: the fd must become readable"
+    );
     let open = c.poll(0).expect("readable fd but no event");
     assert_eq!(open.ty, WSC_EVENT_OPEN);
-    assert!(!fd_readable(fd, 0), "no event queued: the fd must not be readable");
+    assert!(
+        !fd_readable(fd, 0),
+        "no event queued: the fd must not be readable"
+    );
 
     assert_ok(c.send_text("one"), "send");
     assert!(fd_readable(fd, 5000), "an echo is queued");
@@ -545,9 +762,18 @@ fn free_of_an_open_idle_client_sends_1001() {
     let (c, _) = TestClient::open(&server.url(), None, false);
     let took = c.free();
     assert!(took < Duration::from_secs(1), "free took {took:?}");
-    assert!(server.log.wait(WAIT, |d| !d.closes.is_empty()), "the server got no close frame");
-    assert_eq!(server.log.snapshot().closes, vec![Some((1001, "client freed".to_owned()))]);
-    assert!(server.log.wait(WAIT, |d| d.ended == 1), "the server connection did not end");
+    assert!(
+        server.log.wait(WAIT, |d| !d.closes.is_empty()),
+        "the server got no close frame"
+    );
+    assert_eq!(
+        server.log.snapshot().closes,
+        vec![Some((1001, "client freed".to_owned()))]
+    );
+    assert!(
+        server.log.wait(WAIT, |d| d.ended == 1),
+        "the server connection did not end"
+    );
 }
 
 #[test]
@@ -579,7 +805,11 @@ fn free_while_messages_flow_after_joining_the_poller() {
                 continue;
             }
             let st = c.send_binary(&payload);
-            assert!(st == WSC_OK || st == WSC_ERR_QUEUE_FULL, "send: {}", status_name(st));
+            assert!(
+                st == WSC_OK || st == WSC_ERR_QUEUE_FULL,
+                "send: {}",
+                status_name(st)
+            );
         }
         stop.store(true, SeqCst);
         poller.join().unwrap()
@@ -588,7 +818,10 @@ fn free_while_messages_flow_after_joining_the_poller() {
     // Messages are still flowing (queued sends, echoes in flight) while we free.
     let took = c.free();
     assert!(took < Duration::from_secs(1), "free took {took:?}");
-    assert!(server.log.wait(WAIT, |d| d.ended == 1), "the server connection did not end after free");
+    assert!(
+        server.log.wait(WAIT, |d| d.ended == 1),
+        "the server connection did not end after free"
+    );
 }
 
 #[test]
@@ -605,9 +838,19 @@ fn free_from_another_thread_stops_callbacks() {
     assert!(took < Duration::from_secs(1), "free took {took:?}");
     let n = collector.len();
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(collector.len(), n, "a callback ran after wsc_client_free returned");
-    assert!(collector.all().iter().all(|e| e.ty != WSC_EVENT_CLOSE), "no CLOSE is delivered after free");
-    assert!(server.log.wait(WAIT, |d| d.ended == 1), "the server connection did not end after free");
+    assert_eq!(
+        collector.len(),
+        n,
+        "a callback ran after wsc_client_free returned"
+    );
+    assert!(
+        collector.all().iter().all(|e| e.ty != WSC_EVENT_CLOSE),
+        "no CLOSE is delivered after free"
+    );
+    assert!(
+        server.log.wait(WAIT, |d| d.ended == 1),
+        "the server connection did not end after free"
+    );
 }
 
 struct FreeInCallback {
@@ -657,10 +900,16 @@ fn free_from_inside_its_own_callback() {
     let url = cstr(&server.url());
     let mut client: *mut wsc_client = std::ptr::null_mut();
     unsafe {
-        assert_ok(wsc_client_new(url.as_ptr(), std::ptr::null(), &mut client), "new");
+        assert_ok(
+            wsc_client_new(url.as_ptr(), std::ptr::null(), &mut client),
+            "new",
+        );
         state.client.store(client, SeqCst);
         let ud = Arc::as_ptr(&state) as *mut c_void;
-        assert_ok(wsc_client_set_callback(client, Some(free_in_callback_cb), ud), "set_callback");
+        assert_ok(
+            wsc_client_set_callback(client, Some(free_in_callback_cb), ud),
+            "set_callback",
+        );
         assert_ok(wsc_client_connect(client), "connect");
     }
     // From here on the test thread never touches the client: the callback frees it.
@@ -668,10 +917,21 @@ fn free_from_inside_its_own_callback() {
     while !state.freed.load(SeqCst) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(state.freed.load(SeqCst), "the callback never got 5 echoes (calls: {})", state.calls.load(SeqCst));
+    assert!(
+        state.freed.load(SeqCst),
+        "the callback never got 5 echoes (calls: {})",
+        state.calls.load(SeqCst)
+    );
     // The worker must exit: the server sees the connection end.
-    assert!(server.log.wait(WAIT, |d| d.ended == 1), "the worker did not shut the connection after free");
+    assert!(
+        server.log.wait(WAIT, |d| d.ended == 1),
+        "the worker did not shut the connection after free"
+    );
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(state.after_free.load(SeqCst), 0, "callbacks ran after wsc_client_free in the callback");
+    assert_eq!(
+        state.after_free.load(SeqCst),
+        0,
+        "callbacks ran after wsc_client_free in the callback"
+    );
     assert_eq!(state.texts.load(SeqCst), 5);
 }

@@ -16,12 +16,19 @@ fn assert_failed_with(events: &[OwnedEvent], status: wsc_status) -> String {
     assert_eq!(events.len(), 2, "expected ERROR then CLOSE, got {events:?}");
     let (err, close) = (&events[0], &events[1]);
     assert_eq!(err.ty, WSC_EVENT_ERROR, "{events:?}");
-    assert_status(err.status, status, &format!("ERROR status ({})", err.text()));
+    assert_status(
+        err.status,
+        status,
+        &format!("ERROR status ({})", err.text()),
+    );
     assert!(!err.data.is_empty(), "ERROR carries a message");
     assert_eq!(close.ty, WSC_EVENT_CLOSE, "{events:?}");
     assert_eq!(close.close_code, 1006, "{close:?}");
     assert_ne!(close.flags & WSC_CLOSE_ABNORMAL, 0, "{close:?}");
-    assert_ne!(close.status, WSC_OK, "an abnormal end is not clean: {close:?}");
+    assert_ne!(
+        close.status, WSC_OK,
+        "an abnormal end is not clean: {close:?}"
+    );
     err.text()
 }
 
@@ -43,8 +50,15 @@ fn refused(callback: bool) {
     let c = TestClient::start(&format!("ws://127.0.0.1:{port}/"), None, callback);
     let events = c.until_close(WAIT);
     let msg = assert_failed_with(&events, WSC_ERR_CONNECT);
-    assert!(msg.contains(&port.to_string()), "the message names the address: {msg:?}");
-    assert!(t.elapsed() < Duration::from_secs(2), "a refused connect took {:?}", t.elapsed());
+    assert!(
+        msg.contains(&port.to_string()),
+        "the message names the address: {msg:?}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "a refused connect took {:?}",
+        t.elapsed()
+    );
     assert_eq!(events[1].status, WSC_ERR_CONNECT, "CLOSE status says why");
 }
 
@@ -67,8 +81,14 @@ fn connect_timeout_when_the_server_never_answers_the_upgrade() {
     let events = c.until_close(WAIT);
     let took = t.elapsed();
     assert_failed_with(&events, WSC_ERR_TIMEOUT);
-    assert!(took >= Duration::from_millis(250), "timed out too early: {took:?}");
-    assert!(took < Duration::from_millis(1000), "connect timeout 300 ms took {took:?}");
+    assert!(
+        took >= Duration::from_millis(250),
+        "timed out too early: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(1000),
+        "connect timeout 300 ms took {took:?}"
+    );
 }
 
 #[test]
@@ -76,7 +96,9 @@ fn connect_timeout_bounds_a_server_that_drips_its_answer() {
     // One byte of a valid 101 answer every 100 ms: each read makes progress, but the whole
     // upgrade must still finish within the connect timeout.
     let server = RawServer::start(|mut s| {
-        let Ok(head) = read_request(&mut s) else { return };
+        let Ok(head) = read_request(&mut s) else {
+            return;
+        };
         for b in switching_protocols(&head, "").bytes() {
             if s.write_all(&[b]).is_err() {
                 return;
@@ -91,7 +113,10 @@ fn connect_timeout_bounds_a_server_that_drips_its_answer() {
     let events = c.until_close(WAIT);
     let took = t.elapsed();
     assert_failed_with(&events, WSC_ERR_TIMEOUT);
-    assert!(took < Duration::from_millis(1000), "connect timeout 300 ms against a drip took {took:?}");
+    assert!(
+        took < Duration::from_millis(1000),
+        "connect timeout 300 ms against a drip took {took:?}"
+    );
 }
 
 #[test]
@@ -103,7 +128,10 @@ fn free_while_connecting_returns_quickly() {
         assert_eq!(c.state(), WSC_STATE_CONNECTING);
         let collector = c.collector.clone();
         let took = c.free();
-        assert!(took < Duration::from_secs(1), "free while connecting took {took:?} (callback: {callback})");
+        assert!(
+            took < Duration::from_secs(1),
+            "free while connecting took {took:?} (callback: {callback})"
+        );
         if let Some(col) = collector {
             std::thread::sleep(Duration::from_millis(100));
             assert_eq!(col.len(), 0, "no callback after free: {:?}", col.all());
@@ -120,7 +148,11 @@ fn close_while_connecting_abandons_the_attempt() {
     assert_ok(c.close(1000, None), "close while connecting");
     assert_status(c.close(1000, None), WSC_ERR_NOT_CONNECTED, "second close");
     let events = c.until_close(WAIT);
-    assert!(t.elapsed() < Duration::from_secs(1), "abandoning took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "abandoning took {:?}",
+        t.elapsed()
+    );
     let close = final_close(&events);
     assert!(of_type(&events, WSC_EVENT_OPEN).is_empty(), "{events:?}");
     assert_ne!(close.flags & WSC_CLOSE_LOCAL, 0, "{close:?}");
@@ -137,10 +169,21 @@ fn messages_queued_while_connecting_are_reported_when_it_fails() {
     for st in [st1, st2, st3] {
         assert_ok(st, "send while connecting is queued");
     }
-    assert!(id1 < id2 && id2 < id3 && id1 > 0, "increasing send ids: {id1} {id2} {id3}");
-    assert_eq!(c.buffered(), 10 + 4 + 8, "buffered amount counts the queued bytes");
+    assert!(
+        id1 < id2 && id2 < id3 && id1 > 0,
+        "increasing send ids: {id1} {id2} {id3}"
+    );
+    assert_eq!(
+        c.buffered(),
+        10 + 4 + 8,
+        "buffered amount counts the queued bytes"
+    );
     // The queue limit is 100 bytes: 22 queued, 78 more fit, 79 do not.
-    assert_status(c.send_binary(&[0u8; 79]), WSC_ERR_QUEUE_FULL, "79 bytes over the 100-byte limit");
+    assert_status(
+        c.send_binary(&[0u8; 79]),
+        WSC_ERR_QUEUE_FULL,
+        "79 bytes over the 100-byte limit",
+    );
     assert_eq!(c.buffered(), 22, "a refused send queues nothing");
     let (st4, id4) = c.send(WSC_EVENT_BINARY, &[9u8; 78]);
     assert_ok(st4, "78 bytes fill the queue exactly");
@@ -160,7 +203,10 @@ fn messages_queued_while_connecting_are_reported_when_it_fails() {
     for (ev, (id, ty, data)) in failed.iter().zip(expected) {
         assert_eq!(ev.ty, WSC_EVENT_SEND_FAILED, "{ev:?}");
         assert_eq!(ev.id, id, "{ev:?}");
-        assert_eq!(ev.flags, ty as u32, "SEND_FAILED flags carry the message type: {ev:?}");
+        assert_eq!(
+            ev.flags, ty as u32,
+            "SEND_FAILED flags carry the message type: {ev:?}"
+        );
         assert_eq!(ev.data, data, "{ev:?}");
         assert_ne!(ev.status, WSC_OK, "{ev:?}");
     }
@@ -176,7 +222,9 @@ fn messages_queued_while_connecting_are_reported_when_it_fails() {
 /// A server that answers the upgrade request with `answer(request_head)`.
 fn answering(answer: impl Fn(&str) -> String + Send + Sync + 'static) -> RawServer {
     RawServer::start(move |mut s| {
-        let Ok(head) = read_request(&mut s) else { return };
+        let Ok(head) = read_request(&mut s) else {
+            return;
+        };
         let _ = s.write_all(answer(&head).as_bytes());
         discard(&mut s, Duration::from_secs(3));
     })
@@ -184,16 +232,23 @@ fn answering(answer: impl Fn(&str) -> String + Send + Sync + 'static) -> RawServ
 
 #[test]
 fn handshake_answered_with_404() {
-    let server = answering(|_| "HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found".into());
+    let server = answering(|_| {
+        "HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found".into()
+    });
     let c = TestClient::start(&server.url(), None, false);
     let events = c.until_close(WAIT);
     let msg = assert_failed_with(&events, WSC_ERR_HANDSHAKE);
-    assert!(msg.contains("404"), "the message names the HTTP status: {msg:?}");
+    assert!(
+        msg.contains("404"),
+        "the message names the HTTP status: {msg:?}"
+    );
 }
 
 #[test]
 fn handshake_with_an_extension_the_client_did_not_offer() {
-    let server = answering(|head| switching_protocols(head, "Sec-WebSocket-Extensions: x-made-up-extension\r\n"));
+    let server = answering(|head| {
+        switching_protocols(head, "Sec-WebSocket-Extensions: x-made-up-extension\r\n")
+    });
     let c = TestClient::start(&server.url(), None, false);
     let events = c.until_close(WAIT);
     assert_failed_with(&events, WSC_ERR_HANDSHAKE);
@@ -229,7 +284,11 @@ fn server_that_hangs_up_before_answering() {
     let t = Instant::now();
     let c = TestClient::start(&server.url(), None, false);
     let events = c.until_close(WAIT);
-    assert!(t.elapsed() < Duration::from_secs(2), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
     assert_eq!(events.len(), 2, "{events:?}");
     let st = events[0].status;
     assert!(
@@ -264,12 +323,22 @@ fn close_timeout_when_the_server_never_answers_the_close() {
     while c.state() != WSC_STATE_CLOSING && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert_eq!(c.state(), WSC_STATE_CLOSING, "state while waiting for the server's close");
+    assert_eq!(
+        c.state(),
+        WSC_STATE_CLOSING,
+        "state while waiting for the server's close"
+    );
     let events = c.until_close(WAIT);
     let took = t.elapsed();
     assert_failed_with(&events, WSC_ERR_TIMEOUT);
-    assert!(took >= Duration::from_millis(250), "gave up before the close timeout: {took:?}");
-    assert!(took < Duration::from_millis(2000), "close timeout 300 ms took {took:?}");
+    assert!(
+        took >= Duration::from_millis(250),
+        "gave up before the close timeout: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(2000),
+        "close timeout 300 ms took {took:?}"
+    );
 }
 
 #[test]
@@ -286,8 +355,14 @@ fn heartbeat_detects_a_dead_server() {
     let events = c.until_close(WAIT);
     let took = t.elapsed();
     assert_failed_with(&events, WSC_ERR_TIMEOUT);
-    assert!(took >= Duration::from_millis(300), "declared dead too early: {took:?}");
-    assert!(took < Duration::from_millis(1500), "ping 100 + pong timeout 300 took {took:?}");
+    assert!(
+        took >= Duration::from_millis(300),
+        "declared dead too early: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(1500),
+        "ping 100 + pong timeout 300 took {took:?}"
+    );
 }
 
 #[test]
@@ -318,7 +393,10 @@ fn server_dies_mid_message() {
     let events = c.until_close(WAIT);
     assert_eq!(events.len(), 2, "ERROR then CLOSE: {events:?}");
     let st = events[0].status;
-    assert!(events[0].ty == WSC_EVENT_ERROR && (st == WSC_ERR_IO || st == WSC_ERR_PROTOCOL), "{events:?}");
+    assert!(
+        events[0].ty == WSC_EVENT_ERROR && (st == WSC_ERR_IO || st == WSC_ERR_PROTOCOL),
+        "{events:?}"
+    );
     let close = final_close(&events);
     assert_eq!(close.close_code, 1006);
     assert_ne!(close.flags & WSC_CLOSE_ABNORMAL, 0, "{close:?}");
@@ -353,14 +431,36 @@ fn expect_fault(bytes: Vec<u8>, cfg: Option<&Cfg>, status: wsc_status, code: u16
     let events = c.until_close(WAIT);
     let errors = of_type(&events, WSC_EVENT_ERROR);
     assert_eq!(errors.len(), 1, "one ERROR: {events:?}");
-    assert_status(errors[0].status, status, &format!("ERROR ({})", errors[0].text()));
+    assert_status(
+        errors[0].status,
+        status,
+        &format!("ERROR ({})", errors[0].text()),
+    );
     let close = final_close(&events);
-    assert_eq!(close.close_code, code, "CLOSE carries the code the client sent: {close:?}");
-    assert_ne!(close.flags & WSC_CLOSE_LOCAL, 0, "the client started the close: {close:?}");
+    assert_eq!(
+        close.close_code, code,
+        "CLOSE carries the code the client sent: {close:?}"
+    );
+    assert_ne!(
+        close.flags & WSC_CLOSE_LOCAL,
+        0,
+        "the client started the close: {close:?}"
+    );
     assert_eq!(close.status, status, "CLOSE status says why: {close:?}");
-    assert!(of_type(&events, WSC_EVENT_TEXT).is_empty() && of_type(&events, WSC_EVENT_BINARY).is_empty(), "{events:?}");
-    assert!(log.wait(WAIT, |d| !d.closes.is_empty()), "the server got no close frame");
-    assert_eq!(log.snapshot().closes, vec![Some((code, String::new()))], "the client's close frame carries {code}");
+    assert!(
+        of_type(&events, WSC_EVENT_TEXT).is_empty()
+            && of_type(&events, WSC_EVENT_BINARY).is_empty(),
+        "{events:?}"
+    );
+    assert!(
+        log.wait(WAIT, |d| !d.closes.is_empty()),
+        "the server got no close frame"
+    );
+    assert_eq!(
+        log.snapshot().closes,
+        vec![Some((code, String::new()))],
+        "the client's close frame carries {code}"
+    );
 }
 
 #[test]
@@ -465,24 +565,37 @@ fn check_send_failed(events: &[OwnedEvent], accepted: &[u64]) -> usize {
     let first = accepted.len() - failed.len();
     for (k, ev) in failed.iter().enumerate() {
         let seq = first + k;
-        assert_eq!(ev.id, accepted[seq], "SEND_FAILED #{k} must be accepted message {seq} (failed ones form the tail, in order)");
+        assert_eq!(
+            ev.id, accepted[seq],
+            "SEND_FAILED #{k} must be accepted message {seq} (failed ones form the tail, in order)"
+        );
         assert_eq!(ev.flags, WSC_EVENT_BINARY as u32, "{ev:?}");
         assert_ne!(ev.status, WSC_OK, "{ev:?}");
-        assert!(ev.data == seq_message(seq as u64), "SEND_FAILED for seq {seq} carries its payload");
+        assert!(
+            ev.data == seq_message(seq as u64),
+            "SEND_FAILED for seq {seq} carries its payload"
+        );
     }
     // SEND_FAILED events come before the final CLOSE and after any ERROR.
     if let Some(pos) = events.iter().position(|e| e.ty == WSC_EVENT_SEND_FAILED) {
-        assert!(events[pos..].iter().all(|e| e.ty == WSC_EVENT_SEND_FAILED || e.ty == WSC_EVENT_CLOSE), "{:?}", &events[pos..]);
+        assert!(
+            events[pos..]
+                .iter()
+                .all(|e| e.ty == WSC_EVENT_SEND_FAILED || e.ty == WSC_EVENT_CLOSE),
+            "{:?}",
+            &events[pos..]
+        );
     }
     first
 }
 
 #[test]
 fn messages_queued_when_the_connection_drops_are_reported_as_send_failed() {
-    // The server reads 50 messages, stops reading for a moment (so the client's queue backs
-    // up), then drops the connection.
+    // The server reads 50 messages, then stops reading (so the client's queue backs up) and,
+    // once the client has queued everything, drops the connection.
     let log = Arc::new(ServerLog::default());
-    let log2 = Arc::clone(&log);
+    let go = Arc::new(AtomicBool::new(false));
+    let (log2, go2) = (Arc::clone(&log), Arc::clone(&go));
     let server = RawServer::start(move |mut s| {
         if raw_handshake(&mut s).is_err() {
             return;
@@ -496,25 +609,37 @@ fn messages_queued_when_the_connection_drops_are_reported_as_send_failed() {
                 _ => return,
             }
         }
-        std::thread::sleep(Duration::from_millis(200));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !go2.load(SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(20));
         drop(s); // unread data: the kernel resets the connection
     });
     let (c, _) = TestClient::open(&server.url(), None, false);
-    const N: u64 = 8192; // 32 MiB: far more than the socket buffers hold
+    const N: u64 = 4096; // 16 MiB: far more than the socket buffers hold
     let mut accepted = Vec::new();
     let mut refused = 0;
     for seq in 0..N {
         let (st, id) = c.send(WSC_EVENT_BINARY, &seq_message(seq));
         match st {
             WSC_OK => {
-                assert_eq!(refused, 0, "a send succeeded after one was refused as NOT_CONNECTED");
-                assert!(accepted.last().is_none_or(|&last| id > last), "ids increase");
+                assert_eq!(
+                    refused, 0,
+                    "a send succeeded after one was refused as NOT_CONNECTED"
+                );
+                assert!(
+                    accepted.last().is_none_or(|&last| id > last),
+                    "ids increase"
+                );
                 accepted.push(id);
             }
             WSC_ERR_NOT_CONNECTED => refused += 1,
             other => panic!("send {seq}: {}", status_name(other)),
         }
     }
+    assert_eq!(refused, 0, "the connection was up while sending");
+    go.store(true, SeqCst);
     let events = c.until_close(Duration::from_secs(10));
     let errors = of_type(&events, WSC_EVENT_ERROR);
     assert_eq!(errors.len(), 1, "{:?}", errors);
@@ -522,14 +647,34 @@ fn messages_queued_when_the_connection_drops_are_reported_as_send_failed() {
     let close = final_close(&events);
     assert_eq!(close.close_code, 1006);
     assert_ne!(close.flags & WSC_CLOSE_ABNORMAL, 0);
-    assert!(events.iter().all(|e| matches!(e.ty, WSC_EVENT_ERROR | WSC_EVENT_SEND_FAILED | WSC_EVENT_CLOSE)), "no echoes expected");
+    assert!(
+        events.iter().all(|e| matches!(
+            e.ty,
+            WSC_EVENT_ERROR | WSC_EVENT_SEND_FAILED | WSC_EVENT_CLOSE
+        )),
+        "no echoes expected"
+    );
 
     let first_failed = check_send_failed(&events, &accepted);
     let received = log.snapshot().seqs;
-    assert_eq!(received, (0..50).collect::<Vec<u64>>(), "the server read the first 50, in order");
-    assert!(first_failed >= 50, "a message the server read was reported failed");
-    assert!(first_failed < accepted.len(), "32 MiB cannot all be in socket buffers: some must be SEND_FAILED");
-    assert_eq!(accepted.len() as u64 + refused, N, "every send accepted or refused");
+    assert_eq!(
+        received,
+        (0..50).collect::<Vec<u64>>(),
+        "the server read the first 50, in order"
+    );
+    assert!(
+        first_failed >= 50,
+        "a message the server read was reported failed"
+    );
+    assert!(
+        first_failed < accepted.len(),
+        "16 MiB cannot all be in socket buffers: some must be SEND_FAILED"
+    );
+    assert_eq!(
+        accepted.len() as u64 + refused,
+        N,
+        "every send accepted or refused"
+    );
     assert_eq!(c.buffered(), 0);
     eprintln!(
         "accepted {}, refused {refused}, read by the server 50, written to the socket and lost with it {}, SEND_FAILED {}",
@@ -561,7 +706,9 @@ fn no_message_is_silently_lost_when_the_close_handshake_times_out() {
                     let seq = u64::from_be_bytes(f.payload[..8].try_into().unwrap());
                     log2.update(|d| d.seqs.push(seq));
                 }
-                Ok(f) if f.opcode() == 8 => log2.update(|d| d.closes.push(f.close_code().map(|c| (c, String::new())))),
+                Ok(f) if f.opcode() == 8 => {
+                    log2.update(|d| d.closes.push(f.close_code().map(|c| (c, String::new()))))
+                }
                 Ok(_) => {}
                 Err(_) => break,
             }
@@ -595,18 +742,36 @@ fn no_message_is_silently_lost_when_the_close_handshake_times_out() {
         }
     }
     assert!(full_since.is_some(), "the send queue never filled up");
-    assert!(c.buffered() + SEQ_MSG > limit, "queue full: {} buffered", c.buffered());
+    assert!(
+        c.buffered() + SEQ_MSG > limit,
+        "queue full: {} buffered",
+        c.buffered()
+    );
 
     assert_ok(c.close(1000, None), "close");
     let events = c.until_close(WAIT);
-    assert_failed_with(&events.iter().filter(|e| e.ty != WSC_EVENT_SEND_FAILED).cloned().collect::<Vec<_>>(), WSC_ERR_TIMEOUT);
+    assert_failed_with(
+        &events
+            .iter()
+            .filter(|e| e.ty != WSC_EVENT_SEND_FAILED)
+            .cloned()
+            .collect::<Vec<_>>(),
+        WSC_ERR_TIMEOUT,
+    );
     let first_failed = check_send_failed(&events, &accepted);
 
     // Now let the server read what actually reached the socket.
     go.store(true, SeqCst);
-    assert!(log.wait(WAIT, |d| d.ended == 1), "the server did not see the end of the connection");
+    assert!(
+        log.wait(WAIT, |d| d.ended == 1),
+        "the server did not see the end of the connection"
+    );
     let received = log.snapshot().seqs;
-    assert_eq!(received, (0..received.len() as u64).collect::<Vec<_>>(), "the server read a gapless prefix, in order");
+    assert_eq!(
+        received,
+        (0..received.len() as u64).collect::<Vec<_>>(),
+        "the server read a gapless prefix, in order"
+    );
     let lost = first_failed.saturating_sub(received.len());
     assert_eq!(
         lost,

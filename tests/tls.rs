@@ -8,7 +8,10 @@ use common::*;
 use std::time::{Duration, Instant};
 
 fn wss_echo(m: &TlsMaterial) -> WsServer {
-    WsServer::echo_with(ServerOptions { tls: Some(m.acceptor()), ..Default::default() })
+    WsServer::echo_with(ServerOptions {
+        tls: Some(m.acceptor()),
+        ..Default::default()
+    })
 }
 
 #[track_caller]
@@ -17,10 +20,17 @@ fn echo_roundtrip(c: &TestClient) {
     let big = pattern(4 << 20, 5); // 4 MiB: many TLS records and partial non-blocking writes
     assert_ok(c.send_binary(&big), "send_binary");
     let ev = c.must_next(Duration::from_secs(20));
-    assert_eq!((ev.ty, ev.text()), (WSC_EVENT_TEXT, "hello over TLS".to_owned()));
+    assert_eq!(
+        (ev.ty, ev.text()),
+        (WSC_EVENT_TEXT, "hello over TLS".to_owned())
+    );
     let ev = c.must_next(Duration::from_secs(20));
     assert_eq!(ev.ty, WSC_EVENT_BINARY);
-    assert!(ev.data == big, "4 MiB binary echo differs (len {})", ev.data.len());
+    assert!(
+        ev.data == big,
+        "4 MiB binary echo differs (len {})",
+        ev.data.len()
+    );
 }
 
 #[track_caller]
@@ -28,7 +38,11 @@ fn close_cleanly(c: &TestClient) {
     assert_ok(c.close(1000, None), "close");
     let events = c.until_close(WAIT);
     let close = final_close(&events);
-    assert_eq!((close.close_code, close.status), (1000, WSC_OK), "{close:?}");
+    assert_eq!(
+        (close.close_code, close.status),
+        (1000, WSC_OK),
+        "{close:?}"
+    );
 }
 
 #[test]
@@ -50,7 +64,11 @@ fn wss_echo_trusting_the_ca_file_by_ip_address_callback_mode() {
     let (c, _) = TestClient::open(&server.url(), Some(&cfg), true);
     echo_roundtrip(&c);
     let req = server.first_request();
-    assert_eq!(req.header("sec-websocket-protocol"), Some("p1"), "headers travel over TLS too");
+    assert_eq!(
+        req.header("sec-websocket-protocol"),
+        Some("p1"),
+        "headers travel over TLS too"
+    );
     close_cleanly(&c);
 }
 
@@ -61,17 +79,31 @@ fn wss_without_the_ca_fails_verification() {
     let t = Instant::now();
     let c = TestClient::start(&server.url_host("localhost"), None, false);
     let events = c.until_close(WAIT);
-    assert!(t.elapsed() < Duration::from_secs(3), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t.elapsed()
+    );
     assert_eq!(events.len(), 2, "ERROR then CLOSE: {events:?}");
     assert_eq!(events[0].ty, WSC_EVENT_ERROR);
-    assert_status(events[0].status, WSC_ERR_TLS, &format!("ERROR ({})", events[0].text()));
+    assert_status(
+        events[0].status,
+        WSC_ERR_TLS,
+        &format!("ERROR ({})", events[0].text()),
+    );
     let msg = events[0].text().to_lowercase();
-    assert!(msg.contains("certificate"), "the message names the certificate problem: {msg:?}");
+    assert!(
+        msg.contains("certificate"),
+        "the message names the certificate problem: {msg:?}"
+    );
     let close = final_close(&events);
     assert_eq!(close.close_code, 1006);
     assert_ne!(close.flags & WSC_CLOSE_ABNORMAL, 0);
     assert!(of_type(&events, WSC_EVENT_OPEN).is_empty());
-    assert!(server.log.snapshot().requests.is_empty(), "no HTTP request may be sent over an unverified connection");
+    assert!(
+        server.log.snapshot().requests.is_empty(),
+        "no HTTP request may be sent over an unverified connection"
+    );
 }
 
 #[test]
@@ -82,8 +114,15 @@ fn wss_with_a_certificate_for_another_host_fails() {
     let c = TestClient::start(&server.url_host("localhost"), Some(&cfg), false);
     let events = c.until_close(WAIT);
     assert_eq!(events.len(), 2, "{events:?}");
-    assert_status(events[0].status, WSC_ERR_TLS, &format!("ERROR ({})", events[0].text()));
-    assert!(server.log.snapshot().requests.is_empty(), "no HTTP request may be sent to the wrong host");
+    assert_status(
+        events[0].status,
+        WSC_ERR_TLS,
+        &format!("ERROR ({})", events[0].text()),
+    );
+    assert!(
+        server.log.snapshot().requests.is_empty(),
+        "no HTTP request may be sent to the wrong host"
+    );
 }
 
 #[test]
@@ -114,11 +153,16 @@ fn plain_server_on_a_wss_url_fails_without_hanging() {
     let t = Instant::now();
     let c = TestClient::start(&url, Some(&cfg), false);
     let events = c.until_close(WAIT);
-    assert!(t.elapsed() < Duration::from_secs(2), "it should fail by itself, not by the 5 s timeout: {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "it should fail by itself, not by the 5 s timeout: {:?}",
+        t.elapsed()
+    );
     assert_eq!(events.len(), 2, "{events:?}");
     let st = events[0].status;
     assert!(
-        events[0].ty == WSC_EVENT_ERROR && (st == WSC_ERR_TLS || st == WSC_ERR_HANDSHAKE || st == WSC_ERR_IO),
+        events[0].ty == WSC_EVENT_ERROR
+            && (st == WSC_ERR_TLS || st == WSC_ERR_HANDSHAKE || st == WSC_ERR_IO),
         "{events:?}"
     );
     assert_eq!(final_close(&events).close_code, 1006);
@@ -132,10 +176,18 @@ fn raw_server_answering_http_on_a_wss_url_fails_with_tls() {
         discard(&mut s, Duration::from_secs(3));
     });
     let url = format!("wss://127.0.0.1:{}/", server.port);
-    let c = TestClient::start(&url, Some(&Cfg::new().tls_verify(false).connect_timeout(5000)), true);
+    let c = TestClient::start(
+        &url,
+        Some(&Cfg::new().tls_verify(false).connect_timeout(5000)),
+        true,
+    );
     let t = Instant::now();
     let events = c.until_close(WAIT);
-    assert!(t.elapsed() < Duration::from_secs(2), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
     assert_status(events[0].status, WSC_ERR_TLS, &format!("{events:?}"));
 }
 
@@ -150,5 +202,8 @@ fn free_of_an_open_wss_client() {
     }
     let took = c.free();
     assert!(took < Duration::from_secs(1), "free took {took:?}");
-    assert!(server.log.wait(WAIT, |d| d.ended == 1), "the server connection did not end");
+    assert!(
+        server.log.wait(WAIT, |d| d.ended == 1),
+        "the server connection did not end"
+    );
 }

@@ -110,9 +110,20 @@ impl OwnedEvent {
     pub unsafe fn copy(ev: *const wsc_event) -> OwnedEvent {
         assert!(!ev.is_null(), "event pointer is NULL");
         let ev = unsafe { &*ev };
-        assert!(!ev.data.is_null(), "event data is NULL (type {})", type_name(ev.r#type));
+        assert!(
+            !ev.data.is_null(),
+            "event data is NULL (type {})",
+            type_name(ev.r#type)
+        );
         let data = unsafe { std::slice::from_raw_parts(ev.data, ev.len) }.to_vec();
-        OwnedEvent { ty: ev.r#type, status: ev.status, close_code: ev.close_code, flags: ev.flags, data, id: ev.id }
+        OwnedEvent {
+            ty: ev.r#type,
+            status: ev.status,
+            close_code: ev.close_code,
+            flags: ev.flags,
+            data,
+            id: ev.id,
+        }
     }
 
     pub fn text(&self) -> String {
@@ -260,59 +271,98 @@ impl Cfg {
         self.0
     }
     pub fn connect_timeout(self, ms: u32) -> Self {
-        assert_ok(unsafe { wsc_config_set_connect_timeout_ms(self.0, ms) }, "set_connect_timeout_ms");
+        assert_ok(
+            unsafe { wsc_config_set_connect_timeout_ms(self.0, ms) },
+            "set_connect_timeout_ms",
+        );
         self
     }
     pub fn ping_interval(self, ms: u32) -> Self {
-        assert_ok(unsafe { wsc_config_set_ping_interval_ms(self.0, ms) }, "set_ping_interval_ms");
+        assert_ok(
+            unsafe { wsc_config_set_ping_interval_ms(self.0, ms) },
+            "set_ping_interval_ms",
+        );
         self
     }
     pub fn pong_timeout(self, ms: u32) -> Self {
-        assert_ok(unsafe { wsc_config_set_pong_timeout_ms(self.0, ms) }, "set_pong_timeout_ms");
+        assert_ok(
+            unsafe { wsc_config_set_pong_timeout_ms(self.0, ms) },
+            "set_pong_timeout_ms",
+        );
         self
     }
     pub fn close_timeout(self, ms: u32) -> Self {
-        assert_ok(unsafe { wsc_config_set_close_timeout_ms(self.0, ms) }, "set_close_timeout_ms");
+        assert_ok(
+            unsafe { wsc_config_set_close_timeout_ms(self.0, ms) },
+            "set_close_timeout_ms",
+        );
         self
     }
     pub fn max_message(self, bytes: usize) -> Self {
-        assert_ok(unsafe { wsc_config_set_max_message_size(self.0, bytes) }, "set_max_message_size");
+        assert_ok(
+            unsafe { wsc_config_set_max_message_size(self.0, bytes) },
+            "set_max_message_size",
+        );
         self
     }
     pub fn max_frame(self, bytes: usize) -> Self {
-        assert_ok(unsafe { wsc_config_set_max_frame_size(self.0, bytes) }, "set_max_frame_size");
+        assert_ok(
+            unsafe { wsc_config_set_max_frame_size(self.0, bytes) },
+            "set_max_frame_size",
+        );
         self
     }
     pub fn send_queue(self, bytes: usize) -> Self {
-        assert_ok(unsafe { wsc_config_set_send_queue_limit(self.0, bytes) }, "set_send_queue_limit");
+        assert_ok(
+            unsafe { wsc_config_set_send_queue_limit(self.0, bytes) },
+            "set_send_queue_limit",
+        );
         self
     }
     pub fn recv_queue(self, bytes: usize) -> Self {
-        assert_ok(unsafe { wsc_config_set_recv_queue_limit(self.0, bytes) }, "set_recv_queue_limit");
+        assert_ok(
+            unsafe { wsc_config_set_recv_queue_limit(self.0, bytes) },
+            "set_recv_queue_limit",
+        );
         self
     }
     pub fn header(self, name: &str, value: &str) -> Self {
         let (n, v) = (cstr(name), cstr(value));
-        assert_ok(unsafe { wsc_config_add_header(self.0, n.as_ptr(), v.as_ptr()) }, "add_header");
+        assert_ok(
+            unsafe { wsc_config_add_header(self.0, n.as_ptr(), v.as_ptr()) },
+            "add_header",
+        );
         self
     }
     pub fn subprotocol(self, name: &str) -> Self {
         let n = cstr(name);
-        assert_ok(unsafe { wsc_config_add_subprotocol(self.0, n.as_ptr()) }, "add_subprotocol");
+        assert_ok(
+            unsafe { wsc_config_add_subprotocol(self.0, n.as_ptr()) },
+            "add_subprotocol",
+        );
         self
     }
     pub fn origin(self, origin: &str) -> Self {
         let o = cstr(origin);
-        assert_ok(unsafe { wsc_config_set_origin(self.0, o.as_ptr()) }, "set_origin");
+        assert_ok(
+            unsafe { wsc_config_set_origin(self.0, o.as_ptr()) },
+            "set_origin",
+        );
         self
     }
     pub fn ca_file(self, path: &std::path::Path) -> Self {
         let p = cstr(path.to_str().unwrap());
-        assert_ok(unsafe { wsc_config_set_ca_file(self.0, p.as_ptr()) }, "set_ca_file");
+        assert_ok(
+            unsafe { wsc_config_set_ca_file(self.0, p.as_ptr()) },
+            "set_ca_file",
+        );
         self
     }
     pub fn tls_verify(self, verify: bool) -> Self {
-        assert_ok(unsafe { wsc_config_set_tls_verify(self.0, verify) }, "set_tls_verify");
+        assert_ok(
+            unsafe { wsc_config_set_tls_verify(self.0, verify) },
+            "set_tls_verify",
+        );
         self
     }
 }
@@ -346,9 +396,15 @@ impl TestClient {
         let url_c = cstr(url);
         let mut out: *mut wsc_client = std::ptr::null_mut();
         let cfg_ptr = cfg.map_or(std::ptr::null(), |c| c.0 as *const wsc_config);
-        assert_ok(unsafe { wsc_client_new(url_c.as_ptr(), cfg_ptr, &mut out) }, "wsc_client_new");
+        assert_ok(
+            unsafe { wsc_client_new(url_c.as_ptr(), cfg_ptr, &mut out) },
+            "wsc_client_new",
+        );
         assert!(!out.is_null(), "wsc_client_new returned OK but no client");
-        TestClient { ptr: out, collector: None }
+        TestClient {
+            ptr: out,
+            collector: None,
+        }
     }
 
     /// A callback-mode client (not connected) whose events go to a `Collector`.
@@ -357,7 +413,10 @@ impl TestClient {
         let mut c = TestClient::new(url, cfg);
         let collector = Collector::new();
         let ud = Arc::as_ptr(&collector) as *mut c_void;
-        assert_ok(unsafe { wsc_client_set_callback(c.ptr, Some(collect_cb), ud) }, "wsc_client_set_callback");
+        assert_ok(
+            unsafe { wsc_client_set_callback(c.ptr, Some(collect_cb), ud) },
+            "wsc_client_set_callback",
+        );
         c.collector = Some(collector);
         c
     }
@@ -365,7 +424,11 @@ impl TestClient {
     /// New + connect, in poll mode (`callback == false`) or callback mode.
     #[track_caller]
     pub fn start(url: &str, cfg: Option<&Cfg>, callback: bool) -> TestClient {
-        let c = if callback { TestClient::new_callback(url, cfg) } else { TestClient::new(url, cfg) };
+        let c = if callback {
+            TestClient::new_callback(url, cfg)
+        } else {
+            TestClient::new(url, cfg)
+        };
         assert_ok(c.connect(), "wsc_client_connect");
         c
     }
@@ -415,7 +478,13 @@ impl TestClient {
 
     pub fn close(&self, code: u16, reason: Option<&str>) -> wsc_status {
         let r = reason.map(cstr);
-        unsafe { wsc_client_close(self.ptr, code, r.as_ref().map_or(std::ptr::null(), |r| r.as_ptr())) }
+        unsafe {
+            wsc_client_close(
+                self.ptr,
+                code,
+                r.as_ref().map_or(std::ptr::null(), |r| r.as_ptr()),
+            )
+        }
     }
 
     /// One `wsc_client_poll`; the event copied out.
@@ -440,7 +509,11 @@ impl TestClient {
             None => match self.poll(timeout.as_millis().min(i32::MAX as u128) as i32) {
                 Ok(ev) => Some(ev),
                 Err(WSC_ERR_TIMEOUT) => None,
-                Err(st) => panic!("wsc_client_poll failed: {} ({})", status_name(st), last_error()),
+                Err(st) => panic!(
+                    "wsc_client_poll failed: {} ({})",
+                    status_name(st),
+                    last_error()
+                ),
             },
         }
     }
@@ -474,7 +547,10 @@ impl TestClient {
             match self.next_event(left) {
                 Some(ev) if ev.ty == ty => return (ev, skipped),
                 Some(ev) if ev.ty == WSC_EVENT_CLOSE => {
-                    panic!("waiting for {}, got the final {ev:?}; before it: {skipped:?}", type_name(ty))
+                    panic!(
+                        "waiting for {}, got the final {ev:?}; before it: {skipped:?}",
+                        type_name(ty)
+                    )
                 }
                 Some(ev) => skipped.push(ev),
                 None => panic!("no {} within {timeout:?}; got {skipped:?}", type_name(ty)),
@@ -499,7 +575,11 @@ impl TestClient {
                         break;
                     }
                 }
-                None => panic!("no CLOSE within {timeout:?}; got {} events, last: {:?}", events.len(), events.iter().rev().take(5).collect::<Vec<_>>()),
+                None => panic!(
+                    "no CLOSE within {timeout:?}; got {} events, last: {:?}",
+                    events.len(),
+                    events.iter().rev().take(5).collect::<Vec<_>>()
+                ),
             }
         }
         self.assert_nothing_after_close();
@@ -511,7 +591,9 @@ impl TestClient {
         match &self.collector {
             None => match self.poll(100) {
                 Err(WSC_ERR_NOT_CONNECTED) => {}
-                other => panic!("after the final CLOSE, poll must give WSC_ERR_NOT_CONNECTED, got {other:?}"),
+                other => panic!(
+                    "after the final CLOSE, poll must give WSC_ERR_NOT_CONNECTED, got {other:?}"
+                ),
             },
             Some(c) => {
                 if let Some(ev) = c.next(Duration::from_millis(150)) {
@@ -519,7 +601,11 @@ impl TestClient {
                 }
             }
         }
-        assert_eq!(self.state(), WSC_STATE_CLOSED, "state after the final CLOSE");
+        assert_eq!(
+            self.state(),
+            WSC_STATE_CLOSED,
+            "state after the final CLOSE"
+        );
     }
 
     pub fn state(&self) -> wsc_state {
@@ -570,18 +656,30 @@ pub fn final_close(events: &[OwnedEvent]) -> &OwnedEvent {
     let closes = of_type(events, WSC_EVENT_CLOSE);
     assert_eq!(closes.len(), 1, "exactly one CLOSE: {events:?}");
     let last = events.last().unwrap();
-    assert_eq!(last.ty, WSC_EVENT_CLOSE, "CLOSE must be the last event: {events:?}");
+    assert_eq!(
+        last.ty, WSC_EVENT_CLOSE,
+        "CLOSE must be the last event: {events:?}"
+    );
     last
 }
 
 /// Deterministic test payloads.
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u32).wrapping_mul(31).wrapping_add(i as u32 >> 8).wrapping_add(seed as u32) as u8).collect()
+    (0..len)
+        .map(|i| {
+            (i as u32)
+                .wrapping_mul(31)
+                .wrapping_add(i as u32 >> 8)
+                .wrapping_add(seed as u32) as u8
+        })
+        .collect()
 }
 
 pub fn text_pattern(len: usize) -> String {
     let alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789 ";
-    (0..len).map(|i| alphabet[(i * 7 + i / 37) % alphabet.len()] as char).collect()
+    (0..len)
+        .map(|i| alphabet[(i * 7 + i / 37) % alphabet.len()] as char)
+        .collect()
 }
 
 // ------------------------------------------------------------------------------------------
@@ -599,11 +697,18 @@ pub struct SeenRequest {
 impl SeenRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
     }
     pub fn all(&self, name: &str) -> Vec<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().filter(|(n, _)| *n == name).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 }
 
@@ -694,7 +799,10 @@ impl Drop for Acceptor {
     fn drop(&mut self) {
         self.stop.store(true, SeqCst);
         // Wake the blocking accept so the thread sees the flag.
-        let _ = TcpStream::connect_timeout(&([127, 0, 0, 1], self.port).into(), Duration::from_millis(200));
+        let _ = TcpStream::connect_timeout(
+            &([127, 0, 0, 1], self.port).into(),
+            Duration::from_millis(200),
+        );
     }
 }
 
@@ -715,7 +823,10 @@ pub struct ServerOptions {
 
 impl WsServer {
     /// Starts a server that runs `handler` for every accepted WebSocket.
-    pub fn start(opts: ServerOptions, handler: impl Fn(ServerWs, &ServerLog) + Send + Sync + 'static) -> WsServer {
+    pub fn start(
+        opts: ServerOptions,
+        handler: impl Fn(ServerWs, &ServerLog) + Send + Sync + 'static,
+    ) -> WsServer {
         let log = Arc::new(ServerLog::default());
         let handler: Arc<Handler> = Arc::new(handler);
         let tls = opts.tls.is_some();
@@ -735,32 +846,48 @@ impl WsServer {
             };
             let protocol = opts.protocol.clone();
             let log3 = Arc::clone(&log2);
-            let callback = move |req: &tungstenite::handshake::server::Request,
-                                 mut resp: tungstenite::handshake::server::Response| {
-                let seen = SeenRequest {
-                    path: req.uri().path().to_owned(),
-                    headers: req
-                        .headers()
-                        .iter()
-                        .map(|(n, v)| (n.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-                        .collect(),
-                };
-                if let (Some(p), Some(offered)) = (&protocol, seen.header("sec-websocket-protocol")) {
-                    if offered.split(',').any(|o| o.trim() == p) {
-                        resp.headers_mut().insert("Sec-WebSocket-Protocol", p.parse().unwrap());
+            let callback =
+                move |req: &tungstenite::handshake::server::Request,
+                      mut resp: tungstenite::handshake::server::Response| {
+                    let seen = SeenRequest {
+                        path: req.uri().path().to_owned(),
+                        headers: req
+                            .headers()
+                            .iter()
+                            .map(|(n, v)| {
+                                (
+                                    n.as_str().to_ascii_lowercase(),
+                                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                                )
+                            })
+                            .collect(),
+                    };
+                    if let (Some(p), Some(offered)) =
+                        (&protocol, seen.header("sec-websocket-protocol"))
+                    {
+                        if offered.split(',').any(|o| o.trim() == p) {
+                            resp.headers_mut()
+                                .insert("Sec-WebSocket-Protocol", p.parse().unwrap());
+                        }
                     }
-                }
-                log3.update(|d| d.requests.push(seen));
-                Ok(resp)
-            };
-            let config = WebSocketConfig::default().max_message_size(None).max_frame_size(None);
+                    log3.update(|d| d.requests.push(seen));
+                    Ok(resp)
+                };
+            let config = WebSocketConfig::default()
+                .max_message_size(None)
+                .max_frame_size(None);
             match tungstenite::accept_hdr_with_config(stream, callback, Some(config)) {
                 Ok(ws) => handler(ws, &log2),
                 Err(e) => log2.update(|d| d.notes.push(format!("handshake failed: {e}"))),
             }
             log2.update(|d| d.ended += 1);
         });
-        WsServer { port: acceptor.port, log, tls, _acceptor: acceptor }
+        WsServer {
+            port: acceptor.port,
+            log,
+            tls,
+            _acceptor: acceptor,
+        }
     }
 
     /// Echoes text and binary messages with the same type; records pings, pongs and closes.
@@ -786,7 +913,10 @@ impl WsServer {
     /// The first handshake request the server saw (waits for it).
     #[track_caller]
     pub fn first_request(&self) -> SeenRequest {
-        assert!(self.log.wait(WAIT, |d| !d.requests.is_empty()), "the server saw no handshake");
+        assert!(
+            self.log.wait(WAIT, |d| !d.requests.is_empty()),
+            "the server saw no handshake"
+        );
         self.log.snapshot().requests[0].clone()
     }
 }
@@ -797,7 +927,9 @@ pub fn note(log: &ServerLog, msg: &Message) {
         Message::Ping(p) => log.update(|d| d.pings.push(p.to_vec())),
         Message::Pong(p) => log.update(|d| d.pongs.push(p.to_vec())),
         Message::Close(f) => {
-            let c = f.as_ref().map(|f| (u16::from(f.code), f.reason.as_str().to_owned()));
+            let c = f
+                .as_ref()
+                .map(|f| (u16::from(f.code), f.reason.as_str().to_owned()));
             log.update(|d| d.closes.push(c));
         }
         Message::Text(_) | Message::Binary(_) => log.update(|d| d.messages += 1),
@@ -827,7 +959,10 @@ pub fn drain_loop(ws: &mut ServerWs, log: &ServerLog) {
 }
 
 pub fn server_close(ws: &mut ServerWs, code: u16, reason: &str) {
-    let _ = ws.close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.to_owned().into() }));
+    let _ = ws.close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.to_owned().into(),
+    }));
 }
 
 // ------------------------------------------------------------------------------------------
@@ -848,7 +983,10 @@ impl RawServer {
             let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
             f(s)
         });
-        RawServer { port: acceptor.port, _acceptor: acceptor }
+        RawServer {
+            port: acceptor.port,
+            _acceptor: acceptor,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -871,7 +1009,10 @@ pub fn read_request(s: &mut TcpStream) -> io::Result<String> {
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         if s.read(&mut b)? == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "eof in request head"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "eof in request head",
+            ));
         }
         head.push(b[0]);
         if head.len() > 64 * 1024 {
@@ -940,7 +1081,8 @@ impl RawFrame {
     }
     /// The code of a close frame.
     pub fn close_code(&self) -> Option<u16> {
-        (self.opcode() == 8 && self.payload.len() >= 2).then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+        (self.opcode() == 8 && self.payload.len() >= 2)
+            .then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
     }
 }
 
@@ -973,7 +1115,11 @@ pub fn read_frame(s: &mut impl Read) -> io::Result<RawFrame> {
             *b ^= key[i % 4];
         }
     }
-    Ok(RawFrame { b0: h[0], masked, payload })
+    Ok(RawFrame {
+        b0: h[0],
+        masked,
+        payload,
+    })
 }
 
 /// Reads frames until the client's close frame; returns its code (None: no code, or the
@@ -997,7 +1143,11 @@ pub fn discard(s: &mut TcpStream, max: Duration) {
         match s.read(&mut buf) {
             Ok(0) => return,
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => return,
         }
     }
@@ -1022,7 +1172,9 @@ pub struct TlsMaterial {
 
 impl TlsMaterial {
     pub fn acceptor(&self) -> native_tls::TlsAcceptor {
-        let id = native_tls::Identity::from_pkcs8(self.cert_pem.as_bytes(), self.key_pem.as_bytes()).expect("identity");
+        let id =
+            native_tls::Identity::from_pkcs8(self.cert_pem.as_bytes(), self.key_pem.as_bytes())
+                .expect("identity");
         native_tls::TlsAcceptor::new(id).expect("TLS acceptor")
     }
 }
@@ -1037,16 +1189,26 @@ pub fn temp_path(name: &str) -> PathBuf {
 
 /// A fresh CA and a leaf certificate for `sans` signed by it; the CA PEM is written to a file.
 pub fn tls_material(sans: &[&str]) -> TlsMaterial {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "wsclient test CA");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "wsclient test CA");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca_key = KeyPair::generate().unwrap();
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca_params, ca_key);
 
-    let mut leaf = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    let mut leaf =
+        CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
     leaf.distinguished_name.push(DnType::CommonName, sans[0]);
     leaf.use_authority_key_identifier_extension = true;
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -1057,7 +1219,12 @@ pub fn tls_material(sans: &[&str]) -> TlsMaterial {
     let ca_pem = ca_cert.pem();
     let ca_path = temp_path("ca.pem");
     std::fs::write(&ca_path, &ca_pem).unwrap();
-    TlsMaterial { ca_pem, ca_path, cert_pem: leaf_cert.pem(), key_pem: leaf_key.serialize_pem() }
+    TlsMaterial {
+        ca_pem,
+        ca_path,
+        cert_pem: leaf_cert.pem(),
+        key_pem: leaf_key.serialize_pem(),
+    }
 }
 
 /// One CA + leaf for "localhost" and 127.0.0.1, shared by the tests of a binary.
@@ -1068,7 +1235,11 @@ pub fn localhost_tls() -> &'static TlsMaterial {
 
 /// libc::poll on `fd` for readability, waiting up to `ms`.
 pub fn fd_readable(fd: i32, ms: i32) -> bool {
-    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     let n = unsafe { libc::poll(&mut p, 1, ms) };
     assert!(n >= 0, "poll failed: {}", io::Error::last_os_error());
     n == 1 && p.revents & libc::POLLIN != 0
