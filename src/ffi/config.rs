@@ -11,6 +11,11 @@ use crate::error::Error;
 use std::ffi::c_char;
 
 /// Settings for a client. Create with `wsc_config_new`, free with `wsc_config_free`.
+///
+/// A config is a plain value: use it from one thread at a time (the setters are not
+/// synchronised); `wsc_client_new` copies it, so one config can serve any number of clients.
+/// Setters copy every string passed in and return `WSC_ERR_INVALID_ARGUMENT` for a NULL
+/// `cfg` or a bad value, leaving the config unchanged.
 pub struct wsc_config {
     pub(crate) inner: Config,
 }
