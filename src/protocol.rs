@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::ffi::status::*;
 use crate::transport::Stream;
 use crate::Config;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 use tungstenite::protocol::frame::{CloseFrame, Frame, FrameHeader, FrameSocket, Utf8Bytes};
 use tungstenite::{Bytes, Message};
@@ -70,6 +70,8 @@ pub struct Session {
     frames: FrameSocket<Stream>,
     out: Vec<u8>,
     out_pos: usize,
+    /// Bytes written to the stream so far.
+    written: u64,
     state: State,
     partial: Option<Partial>,
     deflater: Option<Deflater>,
@@ -89,6 +91,7 @@ impl Session {
             frames: FrameSocket::from_partially_read(stream, tail),
             out: Vec::new(),
             out_pos: 0,
+            written: 0,
             state: State::Active,
             partial: None,
             deflater: deflate.map(Deflater::new),
@@ -386,7 +389,10 @@ impl Session {
         while self.out_pos < self.out.len() {
             match stream.write(&self.out[self.out_pos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.out_pos += n,
+                Ok(n) => {
+                    self.out_pos += n;
+                    self.written += n as u64;
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -401,6 +407,25 @@ impl Session {
     /// Bytes queued but not yet written.
     pub fn pending_output(&self) -> usize {
         self.out.len() - self.out_pos
+    }
+
+    /// Bytes written to the stream so far; with `pending_output`, tells when a message is out.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// After the connection was failed: reads and drops whatever arrives, without parsing it.
+    /// True once the server closed its side.
+    pub fn discard_input(&mut self) -> io::Result<bool> {
+        let mut scratch = [0u8; 4096];
+        loop {
+            match self.stream().read(&mut scratch) {
+                Ok(0) => return Ok(true),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 

@@ -7,12 +7,13 @@ use crate::events::{
     lock, Event, EventKind, EventQueue, CLOSE_ABNORMAL, CLOSE_LOCAL, CLOSE_REMOTE,
 };
 use crate::heartbeat::{Beat, Heartbeat};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Outgoing};
 use crate::protocol::{ReadError, Session};
 use crate::target::Target;
 use crate::transport::{self, Io, SOCKET, WAKER};
 use crate::*;
 use mio::{Events, Poll};
+use std::collections::VecDeque;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
@@ -91,13 +92,62 @@ struct Conn {
     write_blocked: bool,
     want_flush: bool,
     heartbeat: Heartbeat,
+    /// `wsc_client_close`: the frame goes out once everything queued before it was handed over.
+    close_requested: Option<(u16, String)>,
     /// Code of the close frame we sent.
     close_sent: Option<u16>,
-    /// Status of the server fault that made us send it, if one did.
-    failure: Option<wsc_status>,
     /// Code and reason of the close frame the server sent.
     close_received: Option<(u16, Bytes)>,
+    /// The server broke the protocol and we failed the connection (RFC 6455 7.1.7): nothing
+    /// more is read, only the close frame is flushed.
+    failure: Option<wsc_status>,
+    /// After a failure, our side of TCP is shut and incoming bytes are dropped.
+    write_shut: bool,
     close_deadline: Option<Instant>,
+    /// Messages handed to the session, with the stream position where each one ends, until
+    /// all their bytes are written: reported as `SendFailed` if the connection ends first.
+    inflight: VecDeque<(u64, Outgoing)>,
+}
+
+impl Conn {
+    fn new(ws: Session, heartbeat: Heartbeat) -> Conn {
+        Conn {
+            ws,
+            // The handshake may have read frames already: look before waiting.
+            read_ready: true,
+            write_blocked: false,
+            want_flush: false,
+            heartbeat,
+            close_requested: None,
+            close_sent: None,
+            close_received: None,
+            failure: None,
+            write_shut: false,
+            close_deadline: None,
+            inflight: VecDeque::new(),
+        }
+    }
+
+    /// New messages may still be handed to the session.
+    fn sendable(&self) -> bool {
+        self.close_sent.is_none() && self.close_received.is_none() && self.failure.is_none()
+    }
+
+    fn closing(&self) -> bool {
+        !self.sendable() || self.close_requested.is_some()
+    }
+
+    /// Drops the records of messages whose bytes are all written.
+    fn settle(&mut self) {
+        let written = self.ws.written();
+        while self
+            .inflight
+            .front()
+            .is_some_and(|(end, _)| *end <= written)
+        {
+            self.inflight.pop_front();
+        }
+    }
 }
 
 pub struct Worker {
@@ -142,7 +192,7 @@ impl Worker {
             );
             // The panic may have come from inside `finish`; reporting again is still right.
             let _ = catch_unwind(AssertUnwindSafe(|| {
-                self.finish(End::failed(err, 1006, CLOSE_ABNORMAL))
+                self.finish(End::failed(err, 1006, CLOSE_ABNORMAL), Vec::new())
             }));
         }
         if let Sink::Queue(q) = &self.sink {
@@ -174,32 +224,23 @@ impl Worker {
                 } else {
                     End::failed(e, 1006, CLOSE_ABNORMAL)
                 };
-                return self.finish(end);
+                return self.finish(end, Vec::new());
             }
         };
         let now = Instant::now();
-        let mut conn = Conn {
-            ws: opened.session,
-            // The handshake may have read frames already: look before waiting.
-            read_ready: true,
-            write_blocked: false,
-            want_flush: false,
-            heartbeat: Heartbeat::new(config.ping_interval, config.pong_timeout, now),
-            close_sent: None,
-            failure: None,
-            close_received: None,
-            close_deadline: None,
-        };
+        let heartbeat = Heartbeat::new(config.ping_interval, config.pong_timeout, now);
+        let mut conn = Conn::new(opened.session, heartbeat);
         let _ = shared
             .state
             .compare_exchange(STATE_CONNECTING, STATE_OPEN, SeqCst, SeqCst);
         self.emit(Event::new(EventKind::Open, Bytes::from(opened.subprotocol)));
         self.deliver();
-        let end = self.drive(&mut conn, now);
-        if let Some(end) = end {
-            self.finish(end);
-        } else {
-            self.leave_quietly(&mut conn);
+        match self.drive(&mut conn, now) {
+            Some(end) => {
+                let unsent = conn.inflight.drain(..).map(|(_, out)| out).collect();
+                self.finish(end, unsent);
+            }
+            None => self.leave_quietly(&mut conn),
         }
     }
 
@@ -210,11 +251,8 @@ impl Worker {
             let timeout = self.next_timeout(conn, now);
             if let Err(e) = self.poll.poll(&mut self.events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    return Some(End::failed(
-                        Error::new(WSC_ERR_INTERNAL, format!("poll failed: {e}")),
-                        1006,
-                        CLOSE_ABNORMAL,
-                    ));
+                    let e = Error::new(WSC_ERR_INTERNAL, format!("poll failed: {e}"));
+                    return Some(End::failed(e, 1006, CLOSE_ABNORMAL));
                 }
             }
             now = Instant::now();
@@ -240,14 +278,18 @@ impl Worker {
                     self.paused &= q.reader_paused();
                 }
                 let close = lock(&shared.outbox.control).close.take();
-                if let Some((code, reason)) = close {
-                    self.start_close(conn, code, reason, now);
+                if let Some(request) = close {
+                    self.request_close(conn, request, now);
                 }
             }
             if let Err(e) = self.pump(conn) {
                 return Some(self.io_failure(conn, e));
             }
-            if conn.read_ready && !self.paused {
+            if conn.failure.is_some() {
+                if let Some(end) = self.linger_after_failure(conn, now) {
+                    return Some(end);
+                }
+            } else if conn.read_ready && !self.paused {
                 if let Some(end) = self.read_some(conn, now) {
                     return Some(end);
                 }
@@ -260,17 +302,17 @@ impl Worker {
     }
 
     fn next_timeout(&self, conn: &Conn, now: Instant) -> Option<Duration> {
-        let busy = (conn.read_ready && !self.paused)
-            || (!conn.write_blocked && (conn.want_flush || self.shared.outbox.has_pending()));
+        let can_write = conn.want_flush || (conn.sendable() && self.shared.outbox.has_pending());
+        let busy = (conn.read_ready && !self.paused && conn.failure.is_none())
+            || (!conn.write_blocked && can_write);
         if busy {
             return Some(Duration::ZERO);
         }
-        let heartbeat =
-            if conn.close_sent.is_none() && conn.close_received.is_none() && !self.paused {
-                conn.heartbeat.next_deadline()
-            } else {
-                None
-            };
+        let heartbeat = if conn.closing() || self.paused {
+            None
+        } else {
+            conn.heartbeat.next_deadline()
+        };
         let deadline = match (heartbeat, conn.close_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -278,45 +320,58 @@ impl Worker {
         deadline.map(|d| d.saturating_duration_since(now))
     }
 
-    /// Hands queued messages to the session and flushes once per batch.
+    /// Hands queued messages to the session (then a requested close frame, in order) and
+    /// flushes once per batch.
     fn pump(&mut self, conn: &mut Conn) -> io::Result<()> {
         let outbox = &self.shared.outbox;
         let mut released = 0;
-        while !conn.write_blocked && conn.ws.pending_output() < WRITE_BATCH {
-            let Some(out) = outbox.try_take() else { break };
+        while conn.sendable() && !conn.write_blocked && conn.ws.pending_output() < WRITE_BATCH {
+            let Some(out) = outbox.try_take() else {
+                if let Some((code, reason)) = conn.close_requested.take() {
+                    let frame = CloseFrame {
+                        code: CloseCode::from(code),
+                        reason: reason.into(),
+                    };
+                    conn.ws.close(Some(frame));
+                    conn.close_sent = Some(code);
+                    conn.want_flush = true;
+                }
+                break;
+            };
             released += out.len();
-            conn.ws.write(out.msg);
+            conn.ws.write(out.msg.clone());
+            let end = conn.ws.written() + conn.ws.pending_output() as u64;
+            conn.inflight.push_back((end, out));
             conn.want_flush = true;
         }
         outbox.release(released);
+        let mut result = Ok(());
         if conn.want_flush && !conn.write_blocked {
-            match conn.ws.flush() {
-                Ok(()) => conn.want_flush = false,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.write_blocked = true,
-                Err(e) => return Err(e),
-            }
+            result = match conn.ws.flush() {
+                Ok(()) => {
+                    conn.want_flush = false;
+                    Ok(())
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.write_blocked = true;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            };
         }
-        Ok(())
+        conn.settle();
+        result
     }
 
-    /// `wsc_client_close`: everything queued before it goes out first, then the close frame.
-    fn start_close(&mut self, conn: &mut Conn, code: u16, reason: String, now: Instant) {
-        if conn.close_sent.is_some() || conn.close_received.is_some() {
+    /// `wsc_client_close`: the close frame follows everything queued before it; the close
+    /// timeout runs from now.
+    fn request_close(&mut self, conn: &mut Conn, request: (u16, String), now: Instant) {
+        if conn.closing() {
             return;
         }
         self.shared.state.store(STATE_CLOSING, SeqCst);
-        let outbox = &self.shared.outbox;
-        while let Some(out) = outbox.try_take() {
-            outbox.release(out.len());
-            conn.ws.write(out.msg);
-        }
-        conn.ws.close(Some(CloseFrame {
-            code: CloseCode::from(code),
-            reason: reason.into(),
-        }));
-        conn.close_sent = Some(code);
+        conn.close_requested = Some(request);
         conn.close_deadline = Some(now + self.shared.config.close_timeout);
-        conn.want_flush = true;
     }
 
     fn read_some(&mut self, conn: &mut Conn, now: Instant) -> Option<End> {
@@ -330,7 +385,7 @@ impl Worker {
                 }
                 Err(e) => {
                     end = self.on_read_error(conn, e, now);
-                    if end.is_some() {
+                    if end.is_some() || conn.failure.is_some() {
                         break;
                     }
                 }
@@ -369,6 +424,7 @@ impl Worker {
                     // The server closes first: the session queued the echo; close the gate.
                     self.shared.outbox.close_gate();
                     self.shared.state.store(STATE_CLOSING, SeqCst);
+                    conn.close_requested = None;
                     conn.want_flush = true;
                 }
                 // Both close frames are (about to be) exchanged: the server should now close
@@ -383,53 +439,73 @@ impl Worker {
         self.emit(event);
     }
 
-    /// Decides what a read error means: the normal end, an abnormal drop, or a server fault
-    /// that we answer with a close frame of the matching code.
+    /// Decides what a read error means: the normal end, an abnormal drop, or a server fault,
+    /// which fails the connection with a close frame of the matching code.
     fn on_read_error(&mut self, conn: &mut Conn, err: ReadError, now: Instant) -> Option<End> {
-        let (e, code) = match err {
-            ReadError::WouldBlock => return None,
-            ReadError::Closed => return Some(self.closing_end(conn)),
+        match err {
+            ReadError::WouldBlock => None,
+            ReadError::Closed => Some(self.closing_end(conn)),
             ReadError::Lost(_) if conn.close_sent.is_some() || conn.close_received.is_some() => {
-                return Some(self.closing_end(conn))
+                Some(self.closing_end(conn))
             }
-            ReadError::Lost(why) => {
-                return Some(End::failed(
-                    Error::new(WSC_ERR_IO, why),
-                    1006,
-                    CLOSE_ABNORMAL,
-                ))
+            ReadError::Lost(why) => Some(End::failed(
+                Error::new(WSC_ERR_IO, why),
+                1006,
+                CLOSE_ABNORMAL,
+            )),
+            // The server already said goodbye; its garbage changes nothing.
+            ReadError::Fault(..) if conn.close_received.is_some() => Some(self.closing_end(conn)),
+            ReadError::Fault(e, code) => {
+                self.emit(Event::error(&e));
+                self.shared.outbox.close_gate();
+                self.shared.state.store(STATE_CLOSING, SeqCst);
+                if conn.close_sent.is_none() {
+                    let reason: String = e.message.chars().take(100).collect();
+                    conn.ws.close(Some(CloseFrame {
+                        code: CloseCode::from(code),
+                        reason: reason.into(),
+                    }));
+                    conn.close_sent = Some(code);
+                }
+                conn.close_requested = None;
+                conn.failure = Some(e.status);
+                conn.close_deadline
+                    .get_or_insert(now + self.shared.config.close_timeout);
+                conn.want_flush = true;
+                None
             }
-            // Already closing: the server's garbage changes nothing.
-            ReadError::Fault(..) if conn.close_sent.is_some() || conn.close_received.is_some() => {
-                return Some(self.closing_end(conn))
-            }
-            ReadError::Fault(e, code) => (e, code),
-        };
-        self.emit(Event::error(&e));
-        self.shared.outbox.close_gate();
-        self.shared.state.store(STATE_CLOSING, SeqCst);
-        let reason: String = e.message.chars().take(100).collect();
-        conn.ws.close(Some(CloseFrame {
-            code: CloseCode::from(code),
-            reason: reason.into(),
-        }));
-        conn.close_sent = Some(code);
-        conn.failure = Some(e.status);
-        conn.close_deadline = Some(now + self.shared.config.close_timeout);
-        conn.want_flush = true;
-        None
+        }
+    }
+
+    /// After failing the connection: once the close frame is written, shut our side and
+    /// drop whatever the server still sends until it closes too (or the deadline passes).
+    fn linger_after_failure(&mut self, conn: &mut Conn, now: Instant) -> Option<End> {
+        if conn.ws.pending_output() > 0 {
+            return None;
+        }
+        if !conn.write_shut {
+            conn.write_shut = true;
+            let _ = conn.ws.stream().tcp().shutdown(std::net::Shutdown::Write);
+            let linger = now + LINGER.min(self.shared.config.close_timeout);
+            conn.close_deadline = Some(conn.close_deadline.map_or(linger, |d| d.min(linger)));
+        }
+        conn.read_ready = false;
+        match conn.ws.discard_input() {
+            Ok(false) => None,
+            Ok(true) | Err(_) => Some(self.closing_end(conn)),
+        }
     }
 
     /// The end of a connection whose close handshake has begun (or completed).
     fn closing_end(&self, conn: &Conn) -> End {
-        match (conn.close_sent, &conn.close_received) {
-            (Some(code), _) if conn.failure.is_some() => End {
-                status: conn.failure.unwrap_or(WSC_ERR_PROTOCOL),
+        match (conn.close_sent, &conn.close_received, conn.failure) {
+            (Some(code), _, Some(status)) => End {
+                status,
                 ..End::clean(code, Bytes::new(), CLOSE_LOCAL)
             },
-            (Some(_), Some((code, reason))) => End::clean(*code, reason.clone(), CLOSE_LOCAL),
-            (None, Some((code, reason))) => End::clean(*code, reason.clone(), CLOSE_REMOTE),
-            (Some(_), None) | (None, None) => End::failed(
+            (Some(_), Some((code, reason)), None) => End::clean(*code, reason.clone(), CLOSE_LOCAL),
+            (None, Some((code, reason)), _) => End::clean(*code, reason.clone(), CLOSE_REMOTE),
+            _ => End::failed(
                 Error::new(WSC_ERR_IO, "connection lost without a close frame"),
                 1006,
                 CLOSE_ABNORMAL,
@@ -506,7 +582,7 @@ impl Worker {
 
     /// Reports the end: the error, every message that never reached the socket, then the one
     /// final `Close`.
-    fn finish(&mut self, end: End) {
+    fn finish(&mut self, end: End, unsent: Vec<Outgoing>) {
         let shared = Arc::clone(&self.shared);
         shared.outbox.close_gate();
         if let Some(e) = &end.error {
@@ -517,8 +593,12 @@ impl Worker {
         } else {
             end.status
         };
-        while let Some(out) = shared.outbox.try_take() {
+        let queued = std::iter::from_fn(|| {
+            let out = shared.outbox.try_take()?;
             shared.outbox.release(out.len());
+            Some(out)
+        });
+        for out in unsent.into_iter().chain(queued) {
             let (kind, data) = match out.msg {
                 Message::Text(t) => (EventKind::Text, Bytes::from(t)),
                 Message::Binary(b) => (EventKind::Binary, b),
