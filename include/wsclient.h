@@ -134,6 +134,11 @@ typedef struct wsc_event {
    * `WSC_EVENT_SEND_FAILED`: the send id that `wsc_client_send` returned; else 0.
    */
   uint64_t id;
+  /**
+   * Zero. Room for fields later versions add without changing the struct's size, since
+   * callers allocate the `wsc_event` that `wsc_client_poll` fills.
+   */
+  uint64_t reserved[4];
 } wsc_event;
 
 /**

@@ -63,6 +63,9 @@ pub struct wsc_event {
     pub len: usize,
     /// `WSC_EVENT_SEND_FAILED`: the send id that `wsc_client_send` returned; else 0.
     pub id: u64,
+    /// Zero. Room for fields later versions add without changing the struct's size, since
+    /// callers allocate the `wsc_event` that `wsc_client_poll` fills.
+    pub reserved: [u64; 4],
 }
 
 /// What `data` points at when there is no payload, so C code never sees NULL.
@@ -106,6 +109,7 @@ impl wsc_event {
             },
             len: ev.data.len(),
             id: ev.id,
+            reserved: [0; 4],
         }
     }
 }
