@@ -164,6 +164,7 @@ if [ -s "$build/echo_server.err" ]; then
     echo "=== echo server stderr (last lines)"
     tail -n 20 "$build/echo_server.err"
 fi
+echo "(logs: $build/asan.log, $build/valgrind.log)"
 printf '%s\n' "${summaries[@]}"
 echo "c-tests: $total_passed passed, $total_failed failed"
 exit $status

@@ -306,3 +306,26 @@ TEST(raw_handshake_request_and_masked_frames) {
     CHECK_EQ(s.close_code, 1000);
     free(s.first_payload);
 }
+
+TEST(raw_free_while_open_sends_queued_then_1001) {
+    /* wsc_client_free on an open client: what was queued goes out, then a 1001 close frame. */
+    struct raw_server s;
+    raw_start(&s, SCRIPT_RECORD);
+    wsc_client *c = raw_client(&s, "/", NULL);
+    CHECK_OK(wsc_client_connect(c));
+    wsc_event ev;
+    poll_expect(c, WSC_EVENT_OPEN, &ev, T(10000));
+    CHECK_OK(wsc_client_send_text(c, "first", 5));
+    CHECK_OK(wsc_client_send_text(c, "second", 6));
+    CHECK_OK(wsc_client_send_binary(c, (const uint8_t *)"third", 5));
+    double t0 = now_ms();
+    wsc_client_free(c);
+    CHECK(now_ms() - t0 < T(3000)); /* it does not wait for the server's answer */
+    raw_finish(&s);
+    CHECK_EQ(s.first_opcode, 1);
+    CHECK_MEM_EQ(s.first_payload, s.first_len, "first", 5);
+    CHECK_EQ(s.data_messages, 3);
+    CHECK(s.saw_close);
+    CHECK_EQ(s.close_code, 1001);
+    free(s.first_payload);
+}
