@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs every test suite and prints one summary line per suite, then a total; exits non-zero
+# if any suite failed. This is the "all tests" command of README.md, and what .ci/run calls.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+log_dir=${WSC_LOG_DIR:-target/test-logs}
+mkdir -p "$log_dir"
+summary=()
+failed=0
+passed_total=0
+failed_total=0
+
+# run NAME COMMAND...: runs one suite with its output in a log, shown in full on failure.
+# A suite that counts its tests ends its output with "NAME: N passed, N failed".
+run() {
+    local name=$1
+    shift
+    local log="$log_dir/$name.log"
+    echo "=== $name: $*"
+    local rc=0
+    "$@" >"$log" 2>&1 || rc=$?
+    local counts
+    counts=$(grep -E "^$name: [0-9]+ passed, [0-9]+ failed" "$log" | tail -n 1)
+    if [ -n "$counts" ]; then
+        passed_total=$((passed_total + $(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"$counts")))
+        failed_total=$((failed_total + $(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$counts")))
+    fi
+    if [ $rc -ne 0 ]; then
+        tail -n 200 "$log"
+        summary+=("FAIL $name (exit $rc; full log: $log) ${counts#*: }")
+        failed=1
+    else
+        summary+=("ok   ${counts:-$name: ok}")
+    fi
+}
+
+rust_tests() {
+    local out
+    out=$(mktemp)
+    cargo test --all-targets 2>&1 | tee "$out"
+    local rc=${PIPESTATUS[0]}
+    awk '/^test result:/ { p += $4; f += $6 } END { printf "rust-tests: %d passed, %d failed\n", p, f }' "$out"
+    rm -f "$out"
+    return "$rc"
+}
+
+run format cargo fmt --all -- --check
+run lint cargo clippy --all-targets -- -D warnings
+run rust-tests rust_tests
+run c-tests bash tests/c/run.sh
+run interop bash tests/interop/run.sh
+run conformance bash tests/conformance/run.sh
+
+echo
+echo "=== summary"
+printf '%s\n' "${summary[@]}"
+echo "total: $passed_total passed, $failed_total failed"
+echo "(the Autobahn report is in target/autobahn-report/index.html)"
+exit $failed
