@@ -511,7 +511,9 @@ wsc_status wsc_config_set_close_timeout_ms(struct wsc_config *cfg, uint32_t ms);
 /**
  * Largest message accepted in either direction, in bytes (default 64 MiB; 0 is refused).
  * A larger send is refused with `WSC_ERR_MESSAGE_TOO_LARGE`; a larger incoming message
- * closes the connection with 1009 before it is buffered whole.
+ * closes the connection with 1009 as soon as the frame that crosses the limit arrives
+ * (compressed messages: as soon as decompression crosses it), so at most the limit plus one
+ * frame is ever buffered.
  */
 wsc_status wsc_config_set_max_message_size(struct wsc_config *cfg, size_t bytes);
 
