@@ -205,6 +205,8 @@ TEST(null_arguments_are_refused) {
     CHECK_NULL_ARG(wsc_config_set_recv_queue_limit(NULL, 100));
     CHECK_NULL_ARG(wsc_config_set_ca_file(NULL, "/nonexistent.pem"));
     CHECK_NULL_ARG(wsc_config_set_tls_verify(NULL, true));
+    CHECK_NULL_ARG(wsc_config_set_deflate(NULL, true));
+    CHECK_NULL_ARG(wsc_config_add_deflate_offer(NULL, ""));
 
     wsc_config *cfg = wsc_config_new();
     CHECK(cfg != NULL);
@@ -213,6 +215,7 @@ TEST(null_arguments_are_refused) {
     CHECK_NULL_ARG(wsc_config_add_subprotocol(cfg, NULL));
     CHECK_NULL_ARG(wsc_config_set_origin(cfg, NULL));
     CHECK_NULL_ARG(wsc_config_set_ca_file(cfg, NULL));
+    CHECK_NULL_ARG(wsc_config_add_deflate_offer(cfg, NULL));
     wsc_config_free(cfg);
 
     /* The free functions accept NULL. */
@@ -328,6 +331,23 @@ TEST(config_setters_validate) {
     CHECK_STATUS(wsc_config_add_subprotocol(cfg, "a,b"), WSC_ERR_INVALID_ARGUMENT);
     CHECK_OK(wsc_config_set_origin(cfg, "https://origin.test"));
     CHECK_STATUS(wsc_config_set_origin(cfg, "https://o.test\r\nX: y"), WSC_ERR_INVALID_ARGUMENT);
+
+    /* permessage-deflate offers */
+    CHECK_OK(wsc_config_set_deflate(cfg, false));
+    CHECK_OK(wsc_config_set_deflate(cfg, true));
+    CHECK_OK(wsc_config_add_deflate_offer(cfg, ""));
+    CHECK_OK(wsc_config_add_deflate_offer(cfg, "client_no_context_takeover; client_max_window_bits"));
+    CHECK_OK(wsc_config_add_deflate_offer(cfg, "server_max_window_bits=10; server_no_context_takeover"));
+    CHECK_OK(wsc_config_add_deflate_offer(cfg, "client_max_window_bits=15"));
+    static const char *const bad_offers[] = {
+        "bogus", "client_max_window_bits=16", "client_max_window_bits=7", "server_max_window_bits",
+        "server_max_window_bits=99", "client_no_context_takeover; client_no_context_takeover",
+        "client_no_context_takeover=1", "x\r\ny",
+    };
+    for (size_t i = 0; i < sizeof bad_offers / sizeof bad_offers[0]; i++) {
+        wsc_status st = wsc_config_add_deflate_offer(cfg, bad_offers[i]);
+        if (st != WSC_ERR_INVALID_ARGUMENT) FAIL("deflate offer \"%s\" gave %s, want WSC_ERR_INVALID_ARGUMENT", bad_offers[i], wsc_status_str(st));
+    }
 
     /* CA files: an unreadable or invalid file gives WSC_ERR_TLS */
     CHECK_STATUS(wsc_config_set_ca_file(cfg, "/nonexistent/dir/ca.pem"), WSC_ERR_TLS);

@@ -296,6 +296,8 @@ TEST(raw_handshake_request_and_masked_frames) {
     CHECK(strcasestr(s.req, "\r\nSec-WebSocket-Version: 13\r\n") != NULL);
     CHECK(strcasestr(s.req, "\r\nSec-WebSocket-Protocol: p1, p2\r\n") != NULL ||
           (strcasestr(s.req, "\r\nSec-WebSocket-Protocol: p1\r\n") && strcasestr(s.req, "\r\nSec-WebSocket-Protocol: p2\r\n")));
+    /* permessage-deflate is on by default, with the browsers' offer */
+    CHECK(strcasestr(s.req, "\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n") != NULL);
     char host[64];
     snprintf(host, sizeof host, "\r\nHost: 127.0.0.1:%d\r\n", s.port);
     CHECK(strcasestr(s.req, host) != NULL);
@@ -327,5 +329,56 @@ TEST(raw_free_while_open_sends_queued_then_1001) {
     CHECK_EQ(s.data_messages, 3);
     CHECK(s.saw_close);
     CHECK_EQ(s.close_code, 1001);
+    free(s.first_payload);
+}
+
+TEST(raw_deflate_off_sends_no_extension_offer) {
+    struct raw_server s;
+    raw_start(&s, SCRIPT_RECORD);
+    wsc_config *cfg = wsc_config_new();
+    CHECK_OK(wsc_config_set_deflate(cfg, false));
+    wsc_client *c = raw_client(&s, "/", cfg);
+    wsc_config_free(cfg);
+    CHECK_OK(wsc_client_connect(c));
+    wsc_event ev;
+    poll_expect(c, WSC_EVENT_OPEN, &ev, T(10000));
+    CHECK_OK(wsc_client_send_binary(c, (const uint8_t *)"plain", 5));
+    CHECK_OK(wsc_client_close(c, 1000, NULL));
+    test_event close_ev;
+    drain_to_close(c, &close_ev, 0, T(10000));
+    event_clear(&close_ev);
+    wsc_client_free(c);
+    raw_finish(&s);
+    CHECK(strcasestr(s.req, "Sec-WebSocket-Extensions") == NULL);
+    CHECK_EQ(s.first_opcode, 2);
+    CHECK_MEM_EQ(s.first_payload, s.first_len, "plain", 5);
+    free(s.first_payload);
+}
+
+TEST(raw_deflate_custom_offers_in_order) {
+    struct raw_server s;
+    raw_start(&s, SCRIPT_RECORD);
+    wsc_config *cfg = wsc_config_new();
+    CHECK_OK(wsc_config_add_deflate_offer(cfg, "client_no_context_takeover; server_max_window_bits=10"));
+    CHECK_OK(wsc_config_add_deflate_offer(cfg, ""));
+    wsc_client *c = raw_client(&s, "/", cfg);
+    wsc_config_free(cfg);
+    CHECK_OK(wsc_client_connect(c));
+    wsc_event ev;
+    poll_expect(c, WSC_EVENT_OPEN, &ev, T(10000));
+    CHECK_OK(wsc_client_close(c, 1000, NULL));
+    test_event close_ev;
+    drain_to_close(c, &close_ev, 0, T(10000));
+    event_clear(&close_ev);
+    wsc_client_free(c);
+    raw_finish(&s);
+    const char *ext = strcasestr(s.req, "\r\nSec-WebSocket-Extensions:");
+    CHECK(ext != NULL);
+    harness_log("offer: %.*s", (int)strcspn(ext + 2, "\r"), ext + 2);
+    /* both offers, the first one first (one header with a comma list, or two headers) */
+    const char *a = strstr(s.req, "permessage-deflate; client_no_context_takeover; server_max_window_bits=10");
+    CHECK(a != NULL);
+    const char *b = strstr(a + 1, "permessage-deflate");
+    CHECK(b != NULL);
     free(s.first_payload);
 }

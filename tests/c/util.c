@@ -165,6 +165,8 @@ void poll_next(wsc_client *c, wsc_event *ev, int timeout_ms) {
     wsc_status st = wsc_client_poll(c, ev, timeout_ms);
     if (st != WSC_OK) FAIL("wsc_client_poll(timeout %d ms) returned %s, wanted an event", timeout_ms, wsc_status_str(st));
     if (ev->data == NULL) FAIL("event data is NULL: %s", describe(ev));
+    for (size_t i = 0; i < sizeof ev->reserved / sizeof ev->reserved[0]; i++)
+        if (ev->reserved[i] != 0) FAIL("reserved[%zu] is %llu, not 0: %s", i, (unsigned long long)ev->reserved[i], describe(ev));
 }
 
 void poll_expect(wsc_client *c, int type, wsc_event *ev, int timeout_ms) {
@@ -258,7 +260,10 @@ void collector_cb(void *user_data, const wsc_event *ev) {
         copy.data[ev->len] = 0;
     }
 
+    int reserved_set = 0;
+    for (size_t i = 0; i < sizeof ev->reserved / sizeof ev->reserved[0]; i++) reserved_set |= ev->reserved[i] != 0;
     pthread_mutex_lock(&col->mu);
+    if (reserved_set) col->reserved_set++;
     if (ev->data == NULL) col->null_data++;
     if (col->closes > 0) col->after_close++;
     if (freed) col->after_free++;
@@ -342,9 +347,11 @@ int collector_wait_freed(collector *col, int timeout_ms) { return collector_wait
 void collector_check_invariants(collector *col) {
     pthread_mutex_lock(&col->mu);
     size_t null_data = col->null_data, after_close = col->after_close, after_free = col->after_free;
+    size_t reserved_set = col->reserved_set;
     int overlap = col->overlap;
     pthread_mutex_unlock(&col->mu);
     CHECK_EQ(null_data, 0);
+    CHECK_EQ(reserved_set, 0);
     CHECK_EQ(after_close, 0);
     CHECK_EQ(after_free, 0);
     CHECK_EQ(overlap, 0);

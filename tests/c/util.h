@@ -89,6 +89,7 @@ struct collector {
     size_t closes;      /* CLOSE events seen */
     size_t after_close; /* events that came after a CLOSE (must stay 0) */
     size_t null_data;   /* events whose data was NULL (must stay 0) */
+    size_t reserved_set; /* events with a non-zero reserved field (must stay 0) */
     size_t after_free;  /* events that came after `freed` was set (must stay 0) */
     int freed;          /* set by the test once wsc_client_free returned, or by a hook */
     int calls_in_flight; /* > 1 would mean two callbacks at once */
@@ -115,7 +116,8 @@ size_t collector_messages(collector *col);
 void collector_set_freed(collector *col);
 /* Waits until collector_set_freed was called (e.g. by a hook); returns 0 on timeout. */
 int collector_wait_freed(collector *col, int timeout_ms);
-/* Fails the test on a NULL data pointer, events after CLOSE, after free, or overlapping calls. */
+/* Fails the test on a NULL data pointer, a non-zero reserved field, events after CLOSE, after
+ * free, or overlapping calls. */
 void collector_check_invariants(collector *col);
 
 /* Creates a callback-mode client (collector as user data) and connects it; waits for OPEN. */
