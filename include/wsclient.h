@@ -233,10 +233,11 @@ typedef int32_t wsc_state;
 #define WSC_EVENT_ERROR 7
 
 /**
- * A message accepted by a send call that never reached the socket because the connection
- * ended first. `data`/`len`: its payload; `flags`: its type (`WSC_EVENT_TEXT`,
- * `WSC_EVENT_BINARY` or `WSC_EVENT_PING`); `id`: its send id; `status`: why.
- * Comes before the final `WSC_EVENT_CLOSE`.
+ * A message accepted by a send call that the connection ended before writing in full (not
+ * at all, or only in part, so the server cannot have received it whole).
+ * `data`/`len`: its payload; `flags`: its type (`WSC_EVENT_TEXT`, `WSC_EVENT_BINARY` or
+ * `WSC_EVENT_PING`); `id`: its send id; `status`: why. Comes before the final
+ * `WSC_EVENT_CLOSE`.
  */
 #define WSC_EVENT_SEND_FAILED 8
 
@@ -447,8 +448,8 @@ void wsc_client_free(struct wsc_client *client);
 
 /**
  * Creates a config with the defaults: TLS verification on, connect timeout 10 s, no pings,
- * pong timeout 10 s, close timeout 5 s, max message 64 MiB, max frame 16 MiB, send and
- * receive queues 128 MiB each.
+ * pong timeout 10 s, close timeout 5 s, max message 64 MiB (frames too), send and receive
+ * queues 128 MiB each, permessage-deflate offered.
  *
  * Returns NULL only if memory is exhausted. The caller owns the config and frees it with
  * `wsc_config_free` exactly once; clients keep their own copy, so it may be freed as soon as
@@ -518,8 +519,11 @@ wsc_status wsc_config_set_close_timeout_ms(struct wsc_config *cfg, uint32_t ms);
 wsc_status wsc_config_set_max_message_size(struct wsc_config *cfg, size_t bytes);
 
 /**
- * Largest incoming frame payload, in bytes (default 16 MiB; 0 is refused). Larger frames
- * close the connection with 1009.
+ * Largest incoming frame payload, in bytes (0 is refused). By default a frame may be as
+ * large as a message (see `wsc_config_set_max_message_size`). A compressed frame may exceed
+ * the limit by 1/8, DEFLATE's worst-case growth, since the message size limit bounds what
+ * it decompresses to. Larger frames close the connection with 1009 before their payload is
+ * read.
  */
 wsc_status wsc_config_set_max_frame_size(struct wsc_config *cfg, size_t bytes);
 

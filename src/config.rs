@@ -16,7 +16,8 @@ pub struct Config {
     pub pong_timeout: Duration,
     pub close_timeout: Duration,
     pub max_message_size: usize,
-    pub max_frame_size: usize,
+    /// None: as large as a message may be.
+    pub max_frame_size: Option<usize>,
     /// Outgoing bytes accepted but not yet handed to the socket.
     pub send_queue_limit: usize,
     /// Poll mode: received bytes queued for the caller before the worker stops reading.
@@ -42,7 +43,7 @@ impl Default for Config {
             pong_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
             max_message_size: DEFAULT_MAX_MESSAGE,
-            max_frame_size: 16 << 20,
+            max_frame_size: None,
             send_queue_limit: 2 * DEFAULT_MAX_MESSAGE,
             recv_queue_limit: 2 * DEFAULT_MAX_MESSAGE,
             extra_roots: Vec::new(),

@@ -206,6 +206,10 @@ fn split_params(params: &str) -> Result<Vec<(String, Option<String>)>, String> {
 /// The trailer RFC 7692 strips from every compressed message.
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
+/// zlib level 1 uses static Huffman codes only, which grow incompressible data by up to 1/8;
+/// level 3 is as fast in practice and adapts its codes.
+const LEVEL: u32 = 3;
+
 /// Compresses outgoing messages.
 pub struct Deflater {
     /// None when the server limited our window to 8 bits, which zlib cannot produce for raw
@@ -218,7 +222,7 @@ impl Deflater {
     pub fn new(params: &Params) -> Deflater {
         let c = (params.client_max_window_bits >= 9).then(|| {
             Compress::new_with_window_bits(
-                Compression::fast(),
+                Compression::new(LEVEL),
                 false,
                 params.client_max_window_bits,
             )
@@ -229,7 +233,10 @@ impl Deflater {
         }
     }
 
-    /// The compressed payload, or None to send this message uncompressed.
+    /// The compressed payload, or None to send this message uncompressed: when the window
+    /// is unusable, or when compressing would not make it smaller (random or already
+    /// compressed data). The compressor is then reset, so later messages never refer back to
+    /// bytes the server did not see compressed.
     pub fn compress(&mut self, input: &[u8]) -> Option<Vec<u8>> {
         let c = self.c.as_mut()?;
         let mut out = Vec::with_capacity(input.len() / 2 + 64);
@@ -253,10 +260,11 @@ impl Deflater {
             // Nothing was pending: send an empty stored block's header, as RFC 7692 7.2.3.6 does.
             out.push(0x00);
         }
-        if self.reset_each {
+        let smaller = out.len() < input.len() || input.is_empty();
+        if self.reset_each || !smaller {
             c.reset();
         }
-        Some(out)
+        smaller.then_some(out)
     }
 }
 
@@ -362,12 +370,39 @@ mod tests {
                 b"Hello Hello Hello Hello",
                 &[7u8; 100_000],
             ] {
-                let z = d.compress(msg).unwrap();
+                let Some(z) = d.compress(msg) else {
+                    assert!(msg.len() < 8, "only tiny messages may stay uncompressed");
+                    continue;
+                };
                 let mut out = Vec::new();
                 i.feed(&z, &mut out, 1 << 20).ok().unwrap();
                 i.finish(&mut out, 1 << 20).ok().unwrap();
                 assert_eq!(out, msg);
             }
+        }
+    }
+
+    #[test]
+    fn incompressible_data_goes_out_uncompressed_and_later_messages_still_decode() {
+        let p = params(15, false);
+        let (mut d, mut i) = (Deflater::new(&p), Inflater::new(&p));
+        let mut x = 12345u32;
+        let random: Vec<u8> = (0..100_000)
+            .map(|_| {
+                x = x.wrapping_mul(1103515245).wrapping_add(12345);
+                (x >> 16) as u8
+            })
+            .collect();
+        let text = b"compress me, compress me, compress me".repeat(50);
+        let z = d.compress(&text).unwrap();
+        assert!(d.compress(&random).is_none());
+        let z2 = d.compress(&text).unwrap();
+        // The server saw only the compressed messages; they must still decode in order.
+        for z in [z, z2] {
+            let mut out = Vec::new();
+            i.feed(&z, &mut out, 1 << 20).ok().unwrap();
+            i.finish(&mut out, 1 << 20).ok().unwrap();
+            assert_eq!(out, text);
         }
     }
 

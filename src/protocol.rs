@@ -97,7 +97,7 @@ impl Session {
             deflater: deflate.map(Deflater::new),
             inflater: deflate.map(Inflater::new),
             max_message: config.max_message_size,
-            max_frame: config.max_frame_size,
+            max_frame: frame_limit(config, deflate.is_some()),
         }
     }
 
@@ -426,6 +426,17 @@ impl Session {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// The largest frame payload to accept: compressed frames may be up to 1/8 larger than what
+/// they hold (static Huffman codes spend 9 bits on a literal byte).
+fn frame_limit(config: &Config, compressed: bool) -> usize {
+    let limit = config.max_frame_size.unwrap_or(config.max_message_size);
+    if compressed {
+        limit.saturating_add(limit / 8).saturating_add(64)
+    } else {
+        limit
     }
 }
 

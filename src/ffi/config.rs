@@ -21,8 +21,8 @@ pub struct wsc_config {
 }
 
 /// Creates a config with the defaults: TLS verification on, connect timeout 10 s, no pings,
-/// pong timeout 10 s, close timeout 5 s, max message 64 MiB, max frame 16 MiB, send and
-/// receive queues 128 MiB each.
+/// pong timeout 10 s, close timeout 5 s, max message 64 MiB (frames too), send and receive
+/// queues 128 MiB each, permessage-deflate offered.
 ///
 /// Returns NULL only if memory is exhausted. The caller owns the config and frees it with
 /// `wsc_config_free` exactly once; clients keep their own copy, so it may be freed as soon as
@@ -174,8 +174,11 @@ pub unsafe extern "C" fn wsc_config_set_max_message_size(
     }
 }
 
-/// Largest incoming frame payload, in bytes (default 16 MiB; 0 is refused). Larger frames
-/// close the connection with 1009.
+/// Largest incoming frame payload, in bytes (0 is refused). By default a frame may be as
+/// large as a message (see `wsc_config_set_max_message_size`). A compressed frame may exceed
+/// the limit by 1/8, DEFLATE's worst-case growth, since the message size limit bounds what
+/// it decompresses to. Larger frames close the connection with 1009 before their payload is
+/// read.
 #[no_mangle]
 pub unsafe extern "C" fn wsc_config_set_max_frame_size(
     cfg: *mut wsc_config,
@@ -183,7 +186,7 @@ pub unsafe extern "C" fn wsc_config_set_max_frame_size(
 ) -> wsc_status {
     unsafe {
         with(cfg, |c| {
-            c.max_frame_size = nonzero(bytes, "max frame size")?;
+            c.max_frame_size = Some(nonzero(bytes, "max frame size")?);
             Ok(())
         })
     }

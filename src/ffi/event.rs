@@ -27,10 +27,11 @@ pub const WSC_EVENT_CLOSE: wsc_event_type = 6;
 /// A failure: `status` says which, `data`/`len` a human-readable message. A `WSC_EVENT_CLOSE`
 /// follows.
 pub const WSC_EVENT_ERROR: wsc_event_type = 7;
-/// A message accepted by a send call that never reached the socket because the connection
-/// ended first. `data`/`len`: its payload; `flags`: its type (`WSC_EVENT_TEXT`,
-/// `WSC_EVENT_BINARY` or `WSC_EVENT_PING`); `id`: its send id; `status`: why.
-/// Comes before the final `WSC_EVENT_CLOSE`.
+/// A message accepted by a send call that the connection ended before writing in full (not
+/// at all, or only in part, so the server cannot have received it whole).
+/// `data`/`len`: its payload; `flags`: its type (`WSC_EVENT_TEXT`, `WSC_EVENT_BINARY` or
+/// `WSC_EVENT_PING`); `id`: its send id; `status`: why. Comes before the final
+/// `WSC_EVENT_CLOSE`.
 pub const WSC_EVENT_SEND_FAILED: wsc_event_type = 8;
 
 /// `flags` of a `WSC_EVENT_CLOSE`: the client started the close (`wsc_client_close`, or a
