@@ -877,11 +877,9 @@ unsafe extern "C" fn free_in_callback_cb(user_data: *mut c_void, ev: *const wsc_
                 unsafe { wsc_client_send_text(client, m.as_ptr().cast(), m.len()) };
             }
         }
-        WSC_EVENT_TEXT => {
-            if st.texts.fetch_add(1, SeqCst) + 1 == 5 {
-                st.freed.store(true, SeqCst);
-                unsafe { wsc_client_free(client) };
-            }
+        WSC_EVENT_TEXT if st.texts.fetch_add(1, SeqCst) + 1 == 5 => {
+            st.freed.store(true, SeqCst);
+            unsafe { wsc_client_free(client) };
         }
         _ => {}
     }

@@ -72,16 +72,6 @@ pub struct wsc_event {
 /// What `data` points at when there is no payload, so C code never sees NULL.
 static EMPTY: [u8; 1] = [0];
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn close_flags_match_the_core() {
-        assert_eq!(super::WSC_CLOSE_LOCAL, crate::events::CLOSE_LOCAL);
-        assert_eq!(super::WSC_CLOSE_REMOTE, crate::events::CLOSE_REMOTE);
-        assert_eq!(super::WSC_CLOSE_ABNORMAL, crate::events::CLOSE_ABNORMAL);
-    }
-}
-
 pub(crate) fn event_type(kind: EventKind) -> wsc_event_type {
     match kind {
         EventKind::Open => WSC_EVENT_OPEN,
@@ -112,5 +102,15 @@ impl wsc_event {
             id: ev.id,
             reserved: [0; 4],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn close_flags_match_the_core() {
+        assert_eq!(super::WSC_CLOSE_LOCAL, crate::events::CLOSE_LOCAL);
+        assert_eq!(super::WSC_CLOSE_REMOTE, crate::events::CLOSE_REMOTE);
+        assert_eq!(super::WSC_CLOSE_ABNORMAL, crate::events::CLOSE_ABNORMAL);
     }
 }

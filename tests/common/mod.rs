@@ -8,6 +8,8 @@
 //! Every wait is bounded: polls always use a finite timeout and every loop has a deadline.
 
 #![allow(dead_code)]
+// tungstenite's handshake callback fixes its large error type.
+#![allow(clippy::result_large_err)]
 
 use std::ffi::{c_void, CStr, CString};
 use std::fmt;
@@ -938,15 +940,10 @@ pub fn note(log: &ServerLog, msg: &Message) {
 }
 
 pub fn echo_loop(mut ws: ServerWs, log: &ServerLog) {
-    loop {
-        match ws.read() {
-            Ok(m) => {
-                note(log, &m);
-                if (m.is_text() || m.is_binary()) && ws.send(m).is_err() {
-                    break;
-                }
-            }
-            Err(_) => break,
+    while let Ok(m) = ws.read() {
+        note(log, &m);
+        if (m.is_text() || m.is_binary()) && ws.send(m).is_err() {
+            break;
         }
     }
 }
