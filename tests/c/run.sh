@@ -97,7 +97,8 @@ run_asan() {
     gcc "${CFLAGS[@]}" -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all \
         "${SOURCES[@]}" "${LDFLAGS[@]}" -o "$bin" || { record asan /dev/null 1; return; }
     # The sanitizer runtime must really be in the binary.
-    if ! ldd "$bin" | grep -q 'libasan' && ! nm "$bin" 2>/dev/null | grep -q '__asan_init'; then
+    # (grep without -q: under pipefail, -q's early exit can fail the pipeline with SIGPIPE)
+    if ! ldd "$bin" | grep 'libasan' >/dev/null && ! nm "$bin" 2>/dev/null | grep '__asan_init' >/dev/null; then
         echo "c-tests (asan): $bin is not linked with the AddressSanitizer runtime"
         record asan /dev/null 1
         return
