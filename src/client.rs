@@ -39,9 +39,7 @@ impl Client {
     /// Parses and checks `url` now; nothing touches the network until `connect`.
     pub fn new(url: &str, config: Config) -> Result<Client> {
         let target = Target::parse(url)?;
-        let queue = EventQueue::new(config.recv_queue_limit).map_err(|e| {
-            Error::new(WSC_ERR_INTERNAL, format!("cannot create the event fd: {e}"))
-        })?;
+        let queue = EventQueue::new(config.recv_queue_limit);
         let shared = Shared {
             target,
             outbox: Outbox::new(config.send_queue_limit),

@@ -2,6 +2,7 @@
 
 use crate::ffi::status::wsc_status;
 use crate::notify::NotifyFd;
+use once_cell::sync::OnceCell;
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
@@ -71,7 +72,8 @@ impl Event {
 pub struct EventQueue {
     inner: Mutex<Inner>,
     ready: Condvar,
-    fd: NotifyFd,
+    /// Created on first use: callers that never ask for it pay no system calls for it.
+    fd: OnceCell<NotifyFd>,
     limit: usize,
 }
 
@@ -96,8 +98,8 @@ pub enum Popped {
 }
 
 impl EventQueue {
-    pub fn new(limit: usize) -> std::io::Result<Self> {
-        Ok(EventQueue {
+    pub fn new(limit: usize) -> Self {
+        EventQueue {
             inner: Mutex::new(Inner {
                 events: VecDeque::new(),
                 bytes: 0,
@@ -105,13 +107,23 @@ impl EventQueue {
                 finished: false,
             }),
             ready: Condvar::new(),
-            fd: NotifyFd::new()?,
+            fd: OnceCell::new(),
             limit,
-        })
+        }
     }
 
+    /// The descriptor that is readable while events are queued (-1 if it cannot be made).
     pub fn fd(&self) -> i32 {
-        self.fd.fd()
+        let inner = lock(&self.inner);
+        match self.fd.get_or_try_init(NotifyFd::new) {
+            Ok(fd) => {
+                if !inner.events.is_empty() {
+                    fd.set();
+                }
+                fd.fd()
+            }
+            Err(_) => -1,
+        }
     }
 
     /// Appends the worker's batch under one lock. Returns true when the queue is now over its
@@ -130,7 +142,9 @@ impl EventQueue {
         let over = inner.bytes > self.limit && !inner.finished;
         inner.reader_paused |= over;
         if was_empty {
-            self.fd.set();
+            if let Some(fd) = self.fd.get() {
+                fd.set();
+            }
             self.ready.notify_all();
         }
         over
@@ -150,7 +164,9 @@ impl EventQueue {
             if let Some(event) = inner.events.pop_front() {
                 inner.bytes -= event.data.len();
                 if inner.events.is_empty() {
-                    self.fd.clear();
+                    if let Some(fd) = self.fd.get() {
+                        fd.clear();
+                    }
                 }
                 let resume_reader = inner.reader_paused && inner.bytes <= self.limit / 2;
                 if resume_reader {

@@ -264,7 +264,9 @@ pub unsafe extern "C" fn wsc_client_poll(
 /// Poll mode: a file descriptor that is readable while events are queued, for epoll, select,
 /// kqueue or asyncio's `add_reader`. Only wait on it for readability; never read, write or
 /// close it (it belongs to the client and is closed by `wsc_client_free`). Returns -1 for
-/// NULL, in callback mode, and on platforms without one (Windows). Thread-safe.
+/// NULL, in callback mode, on platforms without one (Windows), and if the system is out of
+/// file descriptors. The descriptor is created by the first call, so clients that never ask
+/// for it pay nothing for it; the same one is returned every time. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn wsc_client_event_fd(client: *const wsc_client) -> i32 {
     boundary_or(-1, || match unsafe { client.as_ref() } {
