@@ -1,6 +1,7 @@
 //! Measurements that need a fresh process of their own (memory, threads), run as
 //! `wsbench --child-idle MODE N PORT` and `wsbench --child-peak MODE PORT`; each prints one
-//! JSON object on stdout. MODE is `raw`, `poll` or `cb`.
+//! JSON object on stdout. MODE is `raw` (each connection read once, non-blocking),
+//! `raw-noread` (never read; idle only), `poll` or `cb`.
 
 use crate::lib_ffi::{blank_event, CbState, Client, Config, Mode};
 use crate::{raw, sys};
@@ -23,6 +24,25 @@ fn lib_mode(mode: &str) -> Mode {
     }
 }
 
+/// One non-blocking read attempt (nothing is there), as a client driven by an event loop makes
+/// once the socket was readable: tungstenite then zero-fills its 128 KiB read buffer, as it
+/// does in libwsclient's worker.
+fn poke(ws: &mut raw::Ws) {
+    use tungstenite::stream::MaybeTlsStream;
+    let MaybeTlsStream::Plain(tcp) = ws.get_mut() else {
+        unreachable!("idle connections are ws://")
+    };
+    tcp.set_nonblocking(true).unwrap();
+    match ws.read() {
+        Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("idle connection: unexpected {other:?}"),
+    }
+    let MaybeTlsStream::Plain(tcp) = ws.get_mut() else {
+        unreachable!()
+    };
+    tcp.set_nonblocking(false).unwrap();
+}
+
 /// Holds `n` idle connections open and reports RSS, threads and fds before and after.
 pub fn idle(mode: &str, n: usize, port: u16) {
     let nofile = sys::raise_nofile(1 << 20);
@@ -31,7 +51,7 @@ pub fn idle(mode: &str, n: usize, port: u16) {
     let cfg = Config::new(None);
     // One connection first, so one-time setup (statics, allocator arenas) is not counted.
     match mode {
-        "raw" => raw::close(raw::connect(&url, port, None)),
+        "raw" | "raw-noread" => raw::close(raw::connect(&url, port, None)),
         m => {
             let c = Client::start(&curl, &cfg, lib_mode(m), None);
             c.wait_open();
@@ -44,8 +64,17 @@ pub fn idle(mode: &str, n: usize, port: u16) {
     let t0 = Instant::now();
     let settle = Duration::from_millis(300);
     let (rss1, thr1, fds1, open_ms);
-    if mode == "raw" {
-        let mut all: Vec<raw::Ws> = (0..n).map(|_| raw::connect(&url, port, None)).collect();
+    if mode.starts_with("raw") {
+        let read_once = mode == "raw";
+        let mut all: Vec<raw::Ws> = (0..n)
+            .map(|_| {
+                let mut ws = raw::connect(&url, port, None);
+                if read_once {
+                    poke(&mut ws);
+                }
+                ws
+            })
+            .collect();
         open_ms = t0.elapsed().as_secs_f64() * 1e3;
         std::thread::sleep(settle);
         (rss1, thr1, fds1) = (sys::rss_kib(), sys::threads(), sys::open_fds());

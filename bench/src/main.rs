@@ -633,14 +633,15 @@ impl Bench {
         };
         let r = self.interleave(
             &format!("idle {n}"),
-            &[V::Raw, V::Poll, V::Cb],
+            &[V::Raw, V::RawAlt, V::Poll, V::Cb],
             false,
             repeats,
             |b, v, _| {
                 let mode = match v {
                     V::Raw => "raw",
+                    V::RawAlt => "raw-noread",
                     V::Poll => "poll",
-                    _ => "cb",
+                    V::Cb => "cb",
                 };
                 let j = b.child(&[
                     "--child-idle".into(),
@@ -657,31 +658,52 @@ impl Bench {
                 ]
             },
         );
-        let items: [(&str, &'static str, bool); 4] = [
-            ("RSS per connection", "KiB", true),
-            ("threads in the process", "threads", true),
-            ("fds per connection", "fds", true),
-            ("open time per conn (lib: 200 at once)", "µs", true),
+        let reps = if repeats < self.opts.repeats {
+            format!(" [{repeats} reps]")
+        } else {
+            String::new()
+        };
+        let (poll, cb) = (&r[2], &r[3]);
+        self.row(
+            "idle",
+            format!("{n} idle conns: RSS per conn (raw: read once){reps}"),
+            "KiB",
+            true,
+            "raw, each connection read once (non-blocking)",
+            r[0][0].clone(),
+            poll[0].clone(),
+            cb[0].clone(),
+        );
+        self.row(
+            "idle",
+            format!("{n} idle conns: RSS per conn (raw: never read){reps}"),
+            "KiB",
+            true,
+            "raw, connections never read",
+            r[1][0].clone(),
+            poll[0].clone(),
+            cb[0].clone(),
+        );
+        let items: [(&str, &'static str); 3] = [
+            ("threads in the process", "threads"),
+            ("fds per connection", "fds"),
+            ("open time per conn (lib: 200 at once)", "µs"),
         ];
-        for (k, (what, unit, lower)) in items.into_iter().enumerate() {
-            let reps = if repeats < self.opts.repeats {
-                format!(" [{repeats} reps]")
-            } else {
-                String::new()
-            };
+        for (k, (what, unit)) in items.into_iter().enumerate() {
+            let k = k + 1;
             self.row(
                 "idle",
                 format!("{n} idle conns: {what}{reps}"),
                 unit,
-                lower,
+                true,
                 "raw",
                 r[0][k].clone(),
-                r[1][k].clone(),
-                r[2][k].clone(),
+                poll[k].clone(),
+                cb[k].clone(),
             );
         }
         let fds = |i: usize| median(&r[i][2]).unwrap_or(0.0);
-        fds(1).max(fds(2)).ceil()
+        fds(2).max(fds(3)).ceil()
     }
 
     fn bench_peak(&mut self) {
