@@ -142,7 +142,8 @@ pub fn peak(mode: &str, port: u16) {
         raw::read_text(&mut ws);
         rss0 = sys::rss_kib();
         let t0 = Instant::now();
-        ws.send(Message::Binary(Bytes::copy_from_slice(&buf))).unwrap();
+        ws.send(Message::Binary(Bytes::copy_from_slice(&buf)))
+            .unwrap();
         loop {
             if let Message::Binary(b) = ws.read().unwrap() {
                 assert_eq!(b.len(), PEAK_SIZE);

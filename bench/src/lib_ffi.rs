@@ -49,7 +49,10 @@ impl Config {
         if let Some(path) = ca_file {
             let p = CString::new(path.to_str().unwrap()).unwrap();
             // SAFETY: live config, NUL-terminated path.
-            check(unsafe { wsc_config_set_ca_file(cfg, p.as_ptr()) }, "set_ca_file");
+            check(
+                unsafe { wsc_config_set_ca_file(cfg, p.as_ptr()) },
+                "set_ca_file",
+            );
         }
         Config(cfg)
     }
@@ -97,7 +100,10 @@ impl CbState {
         let mut guard = self.mu.lock().unwrap();
         while !cond(self) {
             let now = Instant::now();
-            assert!(now < deadline, "timed out waiting for {what} (callback mode)");
+            assert!(
+                now < deadline,
+                "timed out waiting for {what} (callback mode)"
+            );
             guard = self.cv.wait_timeout(guard, deadline - now).unwrap().0;
         }
     }
@@ -140,7 +146,10 @@ unsafe extern "C" fn on_event(user_data: *mut c_void, ev: *const wsc_event) {
         }
         WSC_EVENT_ERROR => {
             let data = unsafe { std::slice::from_raw_parts(ev.data, ev.len) };
-            eprintln!("wsbench: callback error event: {}", String::from_utf8_lossy(data));
+            eprintln!(
+                "wsbench: callback error event: {}",
+                String::from_utf8_lossy(data)
+            );
             st.errors.fetch_add(1, SeqCst);
             st.signal();
         }
@@ -177,11 +186,14 @@ impl Client {
     pub fn start(url: &CStr, cfg: &Config, mode: Mode, st: Option<Arc<CbState>>) -> Client {
         let mut c: *mut wsc_client = std::ptr::null_mut();
         // SAFETY: NUL-terminated url, live config, writable out slot.
-        check(unsafe { wsc_client_new(url.as_ptr(), cfg.0, &mut c) }, "wsc_client_new");
+        check(
+            unsafe { wsc_client_new(url.as_ptr(), cfg.0, &mut c) },
+            "wsc_client_new",
+        );
         let st = match mode {
             Mode::Poll => None,
             Mode::Callback => {
-                let st = st.unwrap_or_else(CbState::new);
+                let st = st.unwrap_or_default();
                 let ud = Arc::as_ptr(&st) as *mut c_void;
                 // SAFETY: the Arc is kept in the Client, so ud outlives wsc_client_free.
                 check(
@@ -233,7 +245,9 @@ impl Client {
             Mode::Poll => self.poll_until(&mut blank_event(), WSC_EVENT_OPEN),
             Mode::Callback => {
                 let st = self.state();
-                st.wait("open", |s| s.opens.load(SeqCst) >= 1 || s.closes.load(SeqCst) >= 1);
+                st.wait("open", |s| {
+                    s.opens.load(SeqCst) >= 1 || s.closes.load(SeqCst) >= 1
+                });
                 assert_eq!(st.closes.load(SeqCst), 0, "closed before open");
             }
         }

@@ -160,7 +160,13 @@ impl Bench {
         raw::connect(&url, port, tls.then_some(&self.tls))
     }
 
-    fn lib_start(&self, v: V, tls: bool, path: &str, st: Option<std::sync::Arc<CbState>>) -> Client {
+    fn lib_start(
+        &self,
+        v: V,
+        tls: bool,
+        path: &str,
+        st: Option<std::sync::Arc<CbState>>,
+    ) -> Client {
         let (_, curl, _) = self.url(tls, path);
         Client::start(&curl, self.cfg(tls), v.mode(), st)
     }
@@ -327,7 +333,7 @@ impl Bench {
             &[V::Raw, V::Poll, V::Cb],
             true,
             self.opts.repeats,
-            |b, v, warm| b.rtt(v, tls, if warm { n / 10 } else { n }),
+            |b, v, warm| b.rtt(v, tls, if warm { (n / 10).max(1) } else { n }),
         );
         let group = if tls { "rtt-wss" } else { "rtt" };
         for (k, p) in ["p50", "p99"].iter().enumerate() {
@@ -406,7 +412,7 @@ impl Bench {
             &[V::Raw, V::Poll, V::Cb],
             true,
             self.opts.repeats,
-            |b, v, warm| b.recv(v, size, if warm { count / 10 } else { count }),
+            |b, v, warm| b.recv(v, size, if warm { (count / 10).max(1) } else { count }),
         );
         let rate = |s: &Vec<f64>, per: f64| s.iter().map(|t| per / t).collect::<Vec<_>>();
         let (metric, unit, per) = if size == BIG {
@@ -492,10 +498,14 @@ impl Bench {
             &[V::Raw, V::RawAlt, V::Poll, V::Cb],
             true,
             self.opts.repeats,
-            |b, v, warm| b.send(v, size, if warm { count / 10 } else { count }),
+            |b, v, warm| b.send(v, size, if warm { (count / 10).max(1) } else { count }),
         );
         let (label, unit, per) = if size == BIG {
-            ("send 1 MiB binary".to_string(), "MB/s", (size * count) as f64 / 1e6)
+            (
+                "send 1 MiB binary".to_string(),
+                "MB/s",
+                (size * count) as f64 / 1e6,
+            )
         } else {
             (format!("send {size} B binary"), "msg/s", count as f64)
         };
@@ -572,7 +582,10 @@ impl Bench {
             self.opts.repeats,
             |b, v, warm| b.cycle(v, tls, if warm { (n / 10).max(1) } else { n }),
         );
-        let (poll, cb) = (r[variants.len() - 2][0].clone(), r[variants.len() - 1][0].clone());
+        let (poll, cb) = (
+            r[variants.len() - 2][0].clone(),
+            r[variants.len() - 1][0].clone(),
+        );
         if !tls {
             self.row(
                 "cycle",
@@ -617,7 +630,11 @@ impl Bench {
             .stderr(std::process::Stdio::inherit())
             .output()
             .expect("spawn child");
-        assert!(out.status.success(), "child {args:?} failed: {}", out.status);
+        assert!(
+            out.status.success(),
+            "child {args:?} failed: {}",
+            out.status
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         serde_json::from_str(text.lines().last().unwrap_or("")).expect("child JSON")
     }
@@ -709,16 +726,22 @@ impl Bench {
     fn bench_peak(&mut self) {
         let port = self.srv.ws_port.to_string();
         let repeats = self.opts.repeats;
-        let r = self.interleave("peak 16 MiB", &[V::Raw, V::Poll, V::Cb], false, repeats, |b, v, _| {
-            let mode = match v {
-                V::Raw => "raw",
-                V::Poll => "poll",
-                _ => "cb",
-            };
-            let j = b.child(&["--child-peak".into(), mode.into(), port.clone()]);
-            let f = |k: &str| j[k].as_f64().unwrap();
-            vec![f("peak_over_base_kib") / 1024.0, f("hwm_kib") / 1024.0]
-        });
+        let r = self.interleave(
+            "peak 16 MiB",
+            &[V::Raw, V::Poll, V::Cb],
+            false,
+            repeats,
+            |b, v, _| {
+                let mode = match v {
+                    V::Raw => "raw",
+                    V::Poll => "poll",
+                    _ => "cb",
+                };
+                let j = b.child(&["--child-peak".into(), mode.into(), port.clone()]);
+                let f = |k: &str| j[k].as_f64().unwrap();
+                vec![f("peak_over_base_kib") / 1024.0, f("hwm_kib") / 1024.0]
+            },
+        );
         self.row(
             "peak",
             "echo 16 MiB: peak RSS over baseline".into(),
@@ -875,7 +898,7 @@ fn fmt_num(v: Option<f64>) -> String {
         let bytes: Vec<char> = s.chars().collect();
         let mut out = String::new();
         for (i, ch) in bytes.iter().enumerate() {
-            if i > 0 && (bytes.len() - i) % 3 == 0 {
+            if i > 0 && (bytes.len() - i).is_multiple_of(3) {
                 out.push(',');
             }
             out.push(*ch);
@@ -902,7 +925,10 @@ fn parse_opts() -> Opts {
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let mut val = |name: &str| args.next().unwrap_or_else(|| panic!("{name} needs a value"));
+        let mut val = |name: &str| {
+            args.next()
+                .unwrap_or_else(|| panic!("{name} needs a value"))
+        };
         match a.as_str() {
             "--json" => o.json = PathBuf::from(val("--json")),
             "--repeats" => o.repeats = val("--repeats").parse().expect("--repeats N"),
@@ -1004,7 +1030,8 @@ fn main() {
         if b.opts.idle_large {
             // As many as fit under the descriptor limit, at most 10,000: the server child
             // needs one fd per connection, a libwsclient client `fds_per_conn` (measured above).
-            let fit = (nofile.saturating_sub(256) as f64 / fds_per_conn.max(1.0)) as usize / 100 * 100;
+            let fit =
+                (nofile.saturating_sub(256) as f64 / fds_per_conn.max(1.0)) as usize / 100 * 100;
             let large = fit.min(10_000);
             if large < 10_000 {
                 b.notes.push(format!(

@@ -30,12 +30,7 @@ pub fn close(mut ws: Ws) {
 
 /// Reads (answering a server close) until the WebSocket is closed, then waits for TCP EOF.
 pub fn drain(ws: &mut Ws) {
-    loop {
-        match ws.read() {
-            Ok(_) => {}
-            Err(_) => break,
-        }
-    }
+    while ws.read().is_ok() {}
     let mut buf = [0u8; 256];
     loop {
         match ws.get_mut().read(&mut buf) {

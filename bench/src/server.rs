@@ -22,13 +22,14 @@ use tungstenite::{Bytes, Message};
 const CONN_STACK: usize = 256 * 1024;
 
 pub fn run(dir: &Path) -> ! {
-    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .expect("rcgen");
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("rcgen");
     let cert_pem = ck.cert.pem();
     let key_pem = ck.signing_key.serialize_pem();
     std::fs::write(dir.join("cert.pem"), &cert_pem).expect("write cert.pem");
-    let identity =
-        native_tls::Identity::from_pkcs8(cert_pem.as_bytes(), key_pem.as_bytes()).expect("identity");
+    let identity = native_tls::Identity::from_pkcs8(cert_pem.as_bytes(), key_pem.as_bytes())
+        .expect("identity");
     let acceptor = Arc::new(native_tls::TlsAcceptor::new(identity).expect("TLS acceptor"));
 
     crate::sys::raise_nofile(1 << 20);
@@ -77,6 +78,7 @@ fn accept_loop(listener: TcpListener, tls: Option<Arc<native_tls::TlsAcceptor>>)
     }
 }
 
+#[allow(clippy::result_large_err)] // tungstenite's callback signature
 fn serve<S: Read + Write>(stream: S) {
     let mut path = String::new();
     let callback = |req: &Request, resp: Response| {
