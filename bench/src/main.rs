@@ -124,6 +124,7 @@ struct Bench {
     notes: Vec<String>,
     started: Instant,
     load_start: String,
+    load_timed: Option<String>,
 }
 
 fn loadavg() -> String {
@@ -794,9 +795,10 @@ impl Bench {
                 .to_string(),
         ];
         lines.push(format!(
-            "load average (1/5/15 min) at start: {}; at end: {} (other work on the machine skews tails)",
+            "load average (1/5/15 min) at start: {}; after the timed rows (before idle/peak, whose \
+             thousands of threads raise it): {} (other work on the machine skews tails)",
             self.load_start,
-            loadavg()
+            self.load_timed.as_deref().unwrap_or("-")
         ));
         lines.extend(self.notes.iter().cloned());
         lines
@@ -1003,6 +1005,7 @@ fn main() {
         notes,
         started: Instant::now(),
         load_start: loadavg(),
+        load_timed: None,
     };
 
     if b.wanted("rtt") {
@@ -1025,6 +1028,7 @@ fn main() {
     if b.opts.wss && b.wanted("cycle-wss") {
         b.bench_cycle(true);
     }
+    b.load_timed = Some(loadavg());
     if b.wanted("idle") {
         let fds_per_conn = b.bench_idle(1000);
         if b.opts.idle_large {
