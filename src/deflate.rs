@@ -207,7 +207,7 @@ fn split_params(params: &str) -> Result<Vec<(String, Option<String>)>, String> {
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
 /// zlib level 1 uses static Huffman codes only, which grow incompressible data by up to 1/8;
-/// level 3 is as fast in practice and adapts its codes.
+/// level 3 is about as fast, adapts its codes and stores what does not compress.
 const LEVEL: u32 = 3;
 
 /// Compresses outgoing messages.
@@ -233,10 +233,10 @@ impl Deflater {
         }
     }
 
-    /// The compressed payload, or None to send this message uncompressed: when the window
-    /// is unusable, or when compressing would not make it smaller (random or already
-    /// compressed data). The compressor is then reset, so later messages never refer back to
-    /// bytes the server did not see compressed.
+    /// The compressed payload, or None to send this message uncompressed (when the window
+    /// is unusable). Incompressible data is not sent uncompressed otherwise: at level 3 zlib
+    /// falls back to stored blocks (+5 bytes per 64 KiB), and some peers (the Autobahn
+    /// fuzzing server among them) mishandle uncompressed messages in a compressed session.
     pub fn compress(&mut self, input: &[u8]) -> Option<Vec<u8>> {
         let c = self.c.as_mut()?;
         let mut out = Vec::with_capacity(input.len() / 2 + 64);
@@ -260,11 +260,10 @@ impl Deflater {
             // Nothing was pending: send an empty stored block's header, as RFC 7692 7.2.3.6 does.
             out.push(0x00);
         }
-        let smaller = out.len() < input.len() || input.is_empty();
-        if self.reset_each || !smaller {
+        if self.reset_each {
             c.reset();
         }
-        smaller.then_some(out)
+        Some(out)
     }
 }
 
@@ -370,10 +369,7 @@ mod tests {
                 b"Hello Hello Hello Hello",
                 &[7u8; 100_000],
             ] {
-                let Some(z) = d.compress(msg) else {
-                    assert!(msg.len() < 8, "only tiny messages may stay uncompressed");
-                    continue;
-                };
+                let z = d.compress(msg).unwrap();
                 let mut out = Vec::new();
                 i.feed(&z, &mut out, 1 << 20).ok().unwrap();
                 i.finish(&mut out, 1 << 20).ok().unwrap();
@@ -383,27 +379,22 @@ mod tests {
     }
 
     #[test]
-    fn incompressible_data_goes_out_uncompressed_and_later_messages_still_decode() {
+    fn incompressible_data_barely_grows() {
         let p = params(15, false);
-        let (mut d, mut i) = (Deflater::new(&p), Inflater::new(&p));
+        let mut d = Deflater::new(&p);
         let mut x = 12345u32;
-        let random: Vec<u8> = (0..100_000)
+        let random: Vec<u8> = (0..1_000_000)
             .map(|_| {
                 x = x.wrapping_mul(1103515245).wrapping_add(12345);
                 (x >> 16) as u8
             })
             .collect();
-        let text = b"compress me, compress me, compress me".repeat(50);
-        let z = d.compress(&text).unwrap();
-        assert!(d.compress(&random).is_none());
-        let z2 = d.compress(&text).unwrap();
-        // The server saw only the compressed messages; they must still decode in order.
-        for z in [z, z2] {
-            let mut out = Vec::new();
-            i.feed(&z, &mut out, 1 << 20).ok().unwrap();
-            i.finish(&mut out, 1 << 20).ok().unwrap();
-            assert_eq!(out, text);
-        }
+        let z = d.compress(&random).unwrap();
+        assert!(
+            z.len() < random.len() + random.len() / 1000,
+            "{} bytes",
+            z.len()
+        );
     }
 
     #[test]
