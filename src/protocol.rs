@@ -12,7 +12,7 @@ use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 use tungstenite::protocol::frame::{CloseFrame, Frame, FrameHeader, FrameSocket, Utf8Bytes};
 use tungstenite::{Bytes, Message};
 
-/// Keep at most this much write buffer while idle; a larger one is from a big message.
+/// Write buffer kept after a flush that used less than an eighth of a larger one.
 const IDLE_OUT_CAPACITY: usize = 256 * 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -396,11 +396,13 @@ impl Session {
                 Err(e) => return Err(e),
             }
         }
-        self.out.clear();
-        self.out_pos = 0;
-        if self.out.capacity() > IDLE_OUT_CAPACITY {
+        // Give back a buffer a big message grew, but not one that steady traffic keeps using:
+        // regrowing it every time costs a page fault per 4 KiB.
+        if self.out.capacity() > IDLE_OUT_CAPACITY && self.out.len() < self.out.capacity() / 8 {
             self.out.shrink_to(IDLE_OUT_CAPACITY);
         }
+        self.out.clear();
+        self.out_pos = 0;
         stream.flush()
     }
 

@@ -13,6 +13,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Mutex;
 use std::time::Instant;
 
 pub const WAKER: Token = Token(0);
@@ -212,7 +213,26 @@ fn connect_addr(io: &mut Io, addr: SocketAddr) -> Result<TcpStream> {
     Ok(sock)
 }
 
+/// A TLS connector for these settings. Building one loads the system's CA bundle (tens of ms
+/// with OpenSSL 3), so the last few are kept and shared: a connector is immutable and cheap
+/// to clone.
 fn tls_connector(config: &Config) -> Result<native_tls::TlsConnector> {
+    type Key = (Vec<Vec<u8>>, bool);
+    static CACHE: Mutex<Vec<(Key, native_tls::TlsConnector)>> = Mutex::new(Vec::new());
+    let key = (config.extra_roots.clone(), config.tls_verify);
+    if let Some((_, c)) = lock(&CACHE).iter().find(|(k, _)| *k == key) {
+        return Ok(c.clone());
+    }
+    let connector = build_tls_connector(config)?;
+    let mut cache = lock(&CACHE);
+    if cache.len() >= 8 {
+        cache.remove(0);
+    }
+    cache.push((key, connector.clone()));
+    Ok(connector)
+}
+
+fn build_tls_connector(config: &Config) -> Result<native_tls::TlsConnector> {
     let mut b = native_tls::TlsConnector::builder();
     for der in &config.extra_roots {
         let cert = native_tls::Certificate::from_der(der)
