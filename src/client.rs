@@ -11,7 +11,7 @@ use crate::*;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tungstenite::protocol::frame::Utf8Bytes;
 use tungstenite::{Bytes, Message};
 
@@ -186,15 +186,10 @@ impl Client {
 
     /// Poll mode: the next event, waiting up to `timeout` (None: forever).
     pub fn poll(&self, timeout: Option<Duration>) -> Result<Event> {
-        if lock(&self.worker).is_none() {
-            let why = if self.state() == State::Idle {
-                "wsc_client_connect was not called"
-            } else {
-                "the connection is over"
-            };
+        if self.state() == State::Idle {
             return Err(Error::new(
                 WSC_ERR_NOT_CONNECTED,
-                format!("no events: {why}"),
+                "no events: wsc_client_connect was not called",
             ));
         }
         if self.is_callback_mode() {
@@ -202,8 +197,7 @@ impl Client {
                 "events go to the callback; wsc_client_poll is for clients without one",
             ));
         }
-        let deadline = timeout.map(|t| Instant::now() + t);
-        match self.queue.pop(deadline) {
+        match self.queue.pop(timeout) {
             Popped::Event {
                 event,
                 resume_reader,

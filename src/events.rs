@@ -4,8 +4,9 @@ use crate::ffi::status::wsc_status;
 use crate::notify::NotifyFd;
 use once_cell::sync::OnceCell;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tungstenite::Bytes;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,20 +69,26 @@ impl Event {
     }
 }
 
-/// The poll-mode queue. Bounded in bytes by the worker pausing its reads (see `push_batch`).
+/// The poll-mode queue. The worker appends batches under `inner`; the caller takes the whole
+/// backlog at once into `taken` and pops from there without touching the worker's lock.
+/// Bounded in bytes by the worker pausing its reads (see `push_batch`).
 pub struct EventQueue {
     inner: Mutex<Inner>,
+    /// Events already moved out of `inner`, in order; only the polling thread uses it.
+    taken: Mutex<VecDeque<Event>>,
     ready: Condvar,
+    /// Bytes of events queued in `inner` or `taken`.
+    bytes: AtomicUsize,
+    /// The worker stopped reading because the queue was over its limit.
+    reader_paused: AtomicBool,
     /// Created on first use: callers that never ask for it pay no system calls for it.
+    /// Readable while `inner` or `taken` holds events.
     fd: OnceCell<NotifyFd>,
     limit: usize,
 }
 
 struct Inner {
     events: VecDeque<Event>,
-    bytes: usize,
-    /// The worker stopped reading because the queue was over its limit.
-    reader_paused: bool,
     /// The final `Close` was queued: nothing more will ever arrive.
     finished: bool,
 }
@@ -102,11 +109,12 @@ impl EventQueue {
         EventQueue {
             inner: Mutex::new(Inner {
                 events: VecDeque::new(),
-                bytes: 0,
-                reader_paused: false,
                 finished: false,
             }),
+            taken: Mutex::new(VecDeque::new()),
             ready: Condvar::new(),
+            bytes: AtomicUsize::new(0),
+            reader_paused: AtomicBool::new(false),
             fd: OnceCell::new(),
             limit,
         }
@@ -114,10 +122,11 @@ impl EventQueue {
 
     /// The descriptor that is readable while events are queued (-1 if it cannot be made).
     pub fn fd(&self) -> i32 {
+        let taken = lock(&self.taken);
         let inner = lock(&self.inner);
         match self.fd.get_or_try_init(NotifyFd::new) {
             Ok(fd) => {
-                if !inner.events.is_empty() {
+                if !inner.events.is_empty() || !taken.is_empty() {
                     fd.set();
                 }
                 fd.fd()
@@ -134,13 +143,16 @@ impl EventQueue {
         }
         let mut inner = lock(&self.inner);
         let was_empty = inner.events.is_empty();
+        let mut added = 0;
         for ev in batch.drain(..) {
             inner.finished |= ev.kind == EventKind::Close;
-            inner.bytes += ev.data.len();
+            added += ev.data.len();
             inner.events.push_back(ev);
         }
-        let over = inner.bytes > self.limit && !inner.finished;
-        inner.reader_paused |= over;
+        let over = self.bytes.fetch_add(added, SeqCst) + added > self.limit && !inner.finished;
+        if over {
+            self.reader_paused.store(true, SeqCst);
+        }
         if was_empty {
             if let Some(fd) = self.fd.get() {
                 fd.set();
@@ -157,35 +169,57 @@ impl EventQueue {
         self.ready.notify_all();
     }
 
-    /// Takes the next event, waiting until `deadline` (None waits forever).
-    pub fn pop(&self, deadline: Option<Instant>) -> Popped {
+    /// Takes the next event, waiting up to `timeout` (None waits forever).
+    pub fn pop(&self, timeout: Option<Duration>) -> Popped {
+        let mut taken = lock(&self.taken);
+        if taken.is_empty() {
+            if let Some(popped) = self.take_backlog(&mut taken, timeout) {
+                return popped;
+            }
+        }
+        let event = taken.pop_front().expect("take_backlog leaves events");
+        if taken.is_empty() {
+            let inner = lock(&self.inner);
+            if inner.events.is_empty() {
+                if let Some(fd) = self.fd.get() {
+                    fd.clear();
+                }
+            }
+        }
+        let left = self.bytes.fetch_sub(event.data.len(), SeqCst) - event.data.len();
+        let resume_reader = left <= self.limit / 2
+            && self.reader_paused.load(SeqCst)
+            && self.reader_paused.swap(false, SeqCst);
+        Popped::Event {
+            event,
+            resume_reader,
+        }
+    }
+
+    /// Waits for events and moves all of them into `taken`; returns why not if none came.
+    fn take_backlog(
+        &self,
+        taken: &mut VecDeque<Event>,
+        timeout: Option<Duration>,
+    ) -> Option<Popped> {
         let mut inner = lock(&self.inner);
+        // The clock is read only when there is nothing to take.
+        let mut deadline = None;
         loop {
-            if let Some(event) = inner.events.pop_front() {
-                inner.bytes -= event.data.len();
-                if inner.events.is_empty() {
-                    if let Some(fd) = self.fd.get() {
-                        fd.clear();
-                    }
-                }
-                let resume_reader = inner.reader_paused && inner.bytes <= self.limit / 2;
-                if resume_reader {
-                    inner.reader_paused = false;
-                }
-                return Popped::Event {
-                    event,
-                    resume_reader,
-                };
+            if !inner.events.is_empty() {
+                std::mem::swap(&mut inner.events, taken);
+                return None;
             }
             if inner.finished {
-                return Popped::Finished;
+                return Some(Popped::Finished);
             }
-            inner = match deadline {
+            inner = match timeout {
                 None => self.ready.wait(inner).unwrap_or_else(|p| p.into_inner()),
-                Some(d) => {
+                Some(t) => {
                     let now = Instant::now();
+                    let d = *deadline.get_or_insert(now + t);
                     if now >= d {
-                        return Popped::TimedOut;
+                        return Some(Popped::TimedOut);
                     }
                     self.ready
                         .wait_timeout(inner, d - now)
@@ -198,7 +232,7 @@ impl EventQueue {
 
     /// Whether the worker is paused on this queue (it checks this before resuming reads).
     pub fn reader_paused(&self) -> bool {
-        lock(&self.inner).reader_paused
+        self.reader_paused.load(SeqCst)
     }
 }
 
