@@ -51,6 +51,7 @@ run rust-tests rust_tests
 run c-tests bash tests/c/run.sh
 run interop bash tests/interop/run.sh
 run conformance bash tests/conformance/run.sh
+run packaging bash scripts/package-test.sh
 
 echo
 echo "=== summary"
