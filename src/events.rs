@@ -69,8 +69,9 @@ impl Event {
     }
 }
 
-/// Polls of an empty queue spin this many times (a few tens of microseconds) before sleeping.
-const SPIN: u32 = 2000;
+/// Polls of an empty queue look this many times (half spinning, half yielding the core; a
+/// few tens of microseconds) before sleeping.
+const SPIN: u32 = 128;
 
 /// The poll-mode queue. The worker appends batches under `inner`; the caller takes the whole
 /// backlog at once into `taken` and pops from there without touching the worker's lock.
@@ -212,12 +213,18 @@ impl EventQueue {
         // An answer often arrives within microseconds of asking: spinning that long costs less
         // than sleeping and being woken, which is tens of microseconds on a busy or virtual
         // machine.
+        // Yielding rather than only spinning lets the worker (or the server, on a small
+        // machine) run on this core meanwhile.
         if timeout != Some(Duration::ZERO) {
-            for _ in 0..SPIN {
+            for i in 0..SPIN {
                 if self.has_events.load(SeqCst) {
                     break;
                 }
-                std::hint::spin_loop();
+                if i < SPIN / 2 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
             }
         }
         let mut inner = lock(&self.inner);
