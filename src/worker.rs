@@ -217,10 +217,8 @@ impl Worker {
             Err(e) => {
                 let closed_by_caller = lock(&shared.outbox.control).close.is_some();
                 let end = if closed_by_caller {
-                    End {
-                        status: WSC_OK,
-                        ..End::clean(1006, Bytes::from_static(b"closed before open"), CLOSE_LOCAL)
-                    }
+                    let reason = Bytes::from_static(b"closed before open");
+                    End::clean(1006, reason, CLOSE_LOCAL | CLOSE_ABNORMAL)
                 } else {
                     End::failed(e, 1006, CLOSE_ABNORMAL)
                 };
