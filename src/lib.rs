@@ -19,6 +19,7 @@ mod handshake;
 mod heartbeat;
 mod notify;
 mod outbox;
+mod output;
 mod protocol;
 mod target;
 mod transport;

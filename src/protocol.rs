@@ -5,15 +5,37 @@
 use crate::deflate::{Deflater, InflateError, Inflater, Params};
 use crate::error::Error;
 use crate::ffi::status::*;
+use crate::output::Output;
 use crate::transport::Stream;
 use crate::Config;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 use tungstenite::protocol::frame::{CloseFrame, Frame, FrameHeader, FrameSocket, Utf8Bytes};
 use tungstenite::{Bytes, Message};
 
-/// Write buffer kept after a flush that used less than an eighth of a larger one.
-const IDLE_OUT_CAPACITY: usize = 256 * 1024;
+/// Payloads this large that we own are masked in place and written without a copy.
+const LARGE: usize = 64 * 1024;
+
+/// What the worker keeps of a message until it is written, to report it if it never is.
+pub enum Unsent {
+    /// The payload as sent.
+    Kept(Bytes),
+    /// The payload masked with this key (it was masked in place).
+    Masked(Bytes, [u8; 4]),
+}
+
+impl Unsent {
+    pub fn into_payload(self) -> Bytes {
+        match self {
+            Unsent::Kept(b) => b,
+            Unsent::Masked(b, key) => {
+                let mut v = b.to_vec();
+                mask(&mut v, key);
+                Bytes::from(v)
+            }
+        }
+    }
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum State {
@@ -68,10 +90,7 @@ struct Partial {
 
 pub struct Session {
     frames: FrameSocket<Stream>,
-    out: Vec<u8>,
-    out_pos: usize,
-    /// Bytes written to the stream so far.
-    written: u64,
+    out: Output,
     state: State,
     partial: Option<Partial>,
     deflater: Option<Deflater>,
@@ -89,9 +108,7 @@ impl Session {
     ) -> Session {
         Session {
             frames: FrameSocket::from_partially_read(stream, tail),
-            out: Vec::new(),
-            out_pos: 0,
-            written: 0,
+            out: Output::default(),
             state: State::Active,
             partial: None,
             deflater: deflate.map(Deflater::new),
@@ -333,31 +350,54 @@ impl Session {
         Ok(Some(Message::Close(frame)))
     }
 
-    /// Queues a message; `flush` sends it. Text, binary and ping only while active.
-    pub fn write(&mut self, msg: Message) {
+    /// Queues a message; `flush` sends it. Text, binary and ping only while active. Returns
+    /// what to keep to report the message if the connection ends before it is written.
+    pub fn write(&mut self, msg: Message) -> Unsent {
         if self.state != State::Active {
-            return;
+            return Unsent::Kept(Bytes::new());
         }
-        let frame = match msg {
-            Message::Text(t) => self.data_frame(Data::Text, t.into()),
-            Message::Binary(b) => self.data_frame(Data::Binary, b),
-            Message::Ping(p) => Frame::ping(p),
-            Message::Pong(p) => Frame::pong(p),
-            Message::Close(f) => return self.close(f),
-            Message::Frame(f) => f,
-        };
-        self.buffer(frame);
+        match msg {
+            Message::Text(t) => self.write_data(Data::Text, t.into()),
+            Message::Binary(b) => self.write_data(Data::Binary, b),
+            Message::Ping(p) => {
+                self.buffer(Frame::ping(p.clone()));
+                Unsent::Kept(p)
+            }
+            Message::Pong(p) => {
+                self.buffer(Frame::pong(p.clone()));
+                Unsent::Kept(p)
+            }
+            Message::Close(f) => {
+                self.close(f);
+                Unsent::Kept(Bytes::new())
+            }
+            Message::Frame(f) => {
+                self.buffer(f);
+                Unsent::Kept(Bytes::new())
+            }
+        }
     }
 
-    fn data_frame(&mut self, op: Data, payload: Bytes) -> Frame {
-        let compressed = self.deflater.as_mut().and_then(|d| d.compress(&payload));
-        match compressed {
+    fn write_data(&mut self, op: Data, payload: Bytes) -> Unsent {
+        let header = |rsv1| FrameHeader {
+            opcode: OpCode::Data(op),
+            rsv1,
+            ..FrameHeader::default()
+        };
+        match self.deflater.as_mut().and_then(|d| d.compress(&payload)) {
             Some(z) => {
-                let mut frame = Frame::message(z, OpCode::Data(op), true);
-                frame.header_mut().rsv1 = true;
-                frame
+                self.buffer_owned(header(true), z);
+                Unsent::Kept(payload)
             }
-            None => Frame::message(payload, OpCode::Data(op), true),
+            None if payload.len() >= LARGE => {
+                // The library's own copy of the caller's data: mask it in place, no second copy.
+                let key = self.buffer_owned(header(false), Vec::from(payload));
+                Unsent::Masked(self.out.last_piece(), key)
+            }
+            None => {
+                self.buffer(Frame::from_payload(header(false), payload.clone()));
+                Unsent::Kept(payload)
+            }
         }
     }
 
@@ -371,49 +411,58 @@ impl Session {
 
     /// Appends a frame, masked with a fresh random key as a client must (RFC 6455 5.3).
     fn buffer(&mut self, frame: Frame) {
-        let mut header = frame.header().clone();
+        let key = self.header(frame.header().clone(), frame.payload().len());
+        let tail = self.out.tail();
+        let start = tail.len();
+        tail.extend_from_slice(frame.payload());
+        mask(&mut tail[start..], key);
+        self.out.appended(frame.payload().len());
+    }
+
+    /// Appends a frame whose payload we own: a large one is masked in place and queued as is.
+    fn buffer_owned(&mut self, header: FrameHeader, mut payload: Vec<u8>) -> [u8; 4] {
+        if payload.len() < LARGE {
+            let key = self.header(header, payload.len());
+            let tail = self.out.tail();
+            let start = tail.len();
+            tail.extend_from_slice(&payload);
+            mask(&mut tail[start..], key);
+            self.out.appended(payload.len());
+            return key;
+        }
+        let key = self.header(header, payload.len());
+        mask(&mut payload, key);
+        self.out.push(Bytes::from(payload));
+        key
+    }
+
+    /// Appends a frame header with a fresh masking key, and returns the key.
+    fn header(&mut self, mut header: FrameHeader, len: usize) -> [u8; 4] {
         let key: [u8; 4] = rand::random();
         header.mask = Some(key);
-        let payload = frame.payload();
+        let tail = self.out.tail();
+        let start = tail.len();
         header
-            .format(payload.len() as u64, &mut self.out)
+            .format(len as u64, tail)
             .expect("writing to a Vec cannot fail");
-        let start = self.out.len();
-        self.out.extend_from_slice(payload);
-        mask(&mut self.out[start..], key);
+        let n = tail.len() - start;
+        self.out.appended(n);
+        key
     }
 
     /// Writes everything queued; `WouldBlock` means the rest waits for a writable socket.
     pub fn flush(&mut self) -> io::Result<()> {
-        let stream = self.frames.get_mut();
-        while self.out_pos < self.out.len() {
-            match stream.write(&self.out[self.out_pos..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.out_pos += n;
-                    self.written += n as u64;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        // Give back a buffer a big message grew, but not one that steady traffic keeps using:
-        // regrowing it every time costs a page fault per 4 KiB.
-        if self.out.capacity() > IDLE_OUT_CAPACITY && self.out.len() < self.out.capacity() / 8 {
-            self.out.shrink_to(IDLE_OUT_CAPACITY);
-        }
-        self.out.clear();
-        self.out_pos = 0;
-        stream.flush()
+        self.out.flush(self.frames.get_mut())
     }
 
     /// Bytes queued but not yet written.
     pub fn pending_output(&self) -> usize {
-        self.out.len() - self.out_pos
+        self.out.pending()
     }
 
     /// Bytes written to the stream so far; with `pending_output`, tells when a message is out.
     pub fn written(&self) -> u64 {
-        self.written
+        self.out.written()
     }
 
     /// After the connection was failed: reads and drops whatever arrives, without parsing it.
@@ -489,6 +538,16 @@ fn mask(buf: &mut [u8], key: [u8; 4]) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_message_masked_in_place_is_reported_as_sent() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
+        let mut masked = data.clone();
+        let key = [9, 8, 7, 6];
+        super::mask(&mut masked, key);
+        let unsent = super::Unsent::Masked(masked.into(), key);
+        assert_eq!(unsent.into_payload(), data);
+    }
+
     #[test]
     fn mask_matches_the_bytewise_definition() {
         let key = [1, 2, 3, 250];

@@ -7,8 +7,8 @@ use crate::events::{
     lock, Event, EventKind, EventQueue, CLOSE_ABNORMAL, CLOSE_LOCAL, CLOSE_REMOTE,
 };
 use crate::heartbeat::{Beat, Heartbeat};
-use crate::outbox::{Outbox, Outgoing};
-use crate::protocol::{ReadError, Session};
+use crate::outbox::Outbox;
+use crate::protocol::{ReadError, Session, Unsent};
 use crate::target::Target;
 use crate::transport::{self, Io, SOCKET, WAKER};
 use crate::*;
@@ -47,6 +47,15 @@ pub(crate) const STATE_CONNECTING: u8 = 1;
 pub(crate) const STATE_OPEN: u8 = 2;
 pub(crate) const STATE_CLOSING: u8 = 3;
 pub(crate) const STATE_CLOSED: u8 = 4;
+
+/// The event type a message would have: what `SendFailed` reports it as.
+fn kind_of(msg: &Message) -> EventKind {
+    match msg {
+        Message::Text(_) => EventKind::Text,
+        Message::Ping(_) => EventKind::Ping,
+        _ => EventKind::Binary,
+    }
+}
 
 /// Where events go: the caller's handler on this thread, or the poll queue.
 pub enum Sink {
@@ -104,9 +113,18 @@ struct Conn {
     /// After a failure, our side of TCP is shut and incoming bytes are dropped.
     write_shut: bool,
     close_deadline: Option<Instant>,
-    /// Messages handed to the session, with the stream position where each one ends, until
-    /// all their bytes are written: reported as `SendFailed` if the connection ends first.
-    inflight: VecDeque<(u64, Outgoing)>,
+    /// Messages handed to the session, until all their bytes are written: reported as
+    /// `SendFailed` if the connection ends first.
+    inflight: VecDeque<Inflight>,
+}
+
+/// A message handed to the session whose bytes are not all written yet.
+struct Inflight {
+    /// Stream position where the message's frame ends.
+    end: u64,
+    id: u64,
+    kind: EventKind,
+    payload: Unsent,
 }
 
 impl Conn {
@@ -140,11 +158,7 @@ impl Conn {
     /// Drops the records of messages whose bytes are all written.
     fn settle(&mut self) {
         let written = self.ws.written();
-        while self
-            .inflight
-            .front()
-            .is_some_and(|(end, _)| *end <= written)
-        {
+        while self.inflight.front().is_some_and(|m| m.end <= written) {
             self.inflight.pop_front();
         }
     }
@@ -235,7 +249,7 @@ impl Worker {
         self.deliver();
         match self.drive(&mut conn, now) {
             Some(end) => {
-                let unsent = conn.inflight.drain(..).map(|(_, out)| out).collect();
+                let unsent = conn.inflight.drain(..).collect();
                 self.finish(end, unsent);
             }
             None => self.leave_quietly(&mut conn),
@@ -337,9 +351,15 @@ impl Worker {
                 break;
             };
             released += out.len();
-            conn.ws.write(out.msg.clone());
+            let (id, kind) = (out.id, kind_of(&out.msg));
+            let payload = conn.ws.write(out.msg);
             let end = conn.ws.written() + conn.ws.pending_output() as u64;
-            conn.inflight.push_back((end, out));
+            conn.inflight.push_back(Inflight {
+                end,
+                id,
+                kind,
+                payload,
+            });
             conn.want_flush = true;
         }
         outbox.release(released);
@@ -580,7 +600,7 @@ impl Worker {
 
     /// Reports the end: the error, every message that never reached the socket, then the one
     /// final `Close`.
-    fn finish(&mut self, end: End, unsent: Vec<Outgoing>) {
+    fn finish(&mut self, end: End, unsent: Vec<Inflight>) {
         let shared = Arc::clone(&self.shared);
         shared.outbox.close_gate();
         if let Some(e) = &end.error {
@@ -594,18 +614,21 @@ impl Worker {
         let queued = std::iter::from_fn(|| {
             let out = shared.outbox.try_take()?;
             shared.outbox.release(out.len());
-            Some(out)
-        });
-        for out in unsent.into_iter().chain(queued) {
-            let (kind, data) = match out.msg {
-                Message::Text(t) => (EventKind::Text, Bytes::from(t)),
-                Message::Binary(b) => (EventKind::Binary, b),
-                Message::Ping(p) => (EventKind::Ping, p),
-                _ => continue,
+            let kind = kind_of(&out.msg);
+            let payload = match out.msg {
+                Message::Text(t) => t.into(),
+                Message::Binary(b) | Message::Ping(b) => b,
+                _ => Bytes::new(),
             };
+            Some((out.id, kind, payload))
+        });
+        let written_in_part = unsent
+            .into_iter()
+            .map(|m| (m.id, m.kind, m.payload.into_payload()));
+        for (id, kind, data) in written_in_part.chain(queued) {
             let mut ev = Event::new(EventKind::SendFailed, data);
             ev.status = failed_status;
-            ev.id = out.id;
+            ev.id = id;
             ev.flags = crate::ffi::event::event_type(kind) as u32;
             self.emit(ev);
         }

@@ -185,7 +185,7 @@ TEST(raw_server_close_reports_every_unsent_message) {
         if (ev.type == WSC_EVENT_CLOSE) break;
         if (ev.type != WSC_EVENT_SEND_FAILED) FAIL("unexpected %s", describe(&ev));
         CHECK_EQ(ev.flags, WSC_EVENT_BINARY);
-        CHECK_EQ(ev.len, sz);
+        CHECK_MEM_EQ(ev.data, ev.len, p, sz); /* the payload as sent, unmasked */
         failed++;
     }
     CHECK_EQ(ev.close_code, 4002);
