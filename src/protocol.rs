@@ -411,24 +411,24 @@ impl Session {
 
     /// Appends a frame, masked with a fresh random key as a client must (RFC 6455 5.3).
     fn buffer(&mut self, frame: Frame) {
-        let key = self.header(frame.header().clone(), frame.payload().len());
+        self.buffer_copy(frame.header().clone(), frame.payload());
+    }
+
+    /// Appends a frame by copying its payload; returns the masking key.
+    fn buffer_copy(&mut self, header: FrameHeader, payload: &[u8]) -> [u8; 4] {
+        let key = self.header(header, payload.len());
         let tail = self.out.tail();
         let start = tail.len();
-        tail.extend_from_slice(frame.payload());
+        tail.extend_from_slice(payload);
         mask(&mut tail[start..], key);
-        self.out.appended(frame.payload().len());
+        self.out.appended(payload.len());
+        key
     }
 
     /// Appends a frame whose payload we own: a large one is masked in place and queued as is.
     fn buffer_owned(&mut self, header: FrameHeader, mut payload: Vec<u8>) -> [u8; 4] {
         if payload.len() < LARGE {
-            let key = self.header(header, payload.len());
-            let tail = self.out.tail();
-            let start = tail.len();
-            tail.extend_from_slice(&payload);
-            mask(&mut tail[start..], key);
-            self.out.appended(payload.len());
-            return key;
+            return self.buffer_copy(header, &payload);
         }
         let key = self.header(header, payload.len());
         mask(&mut payload, key);
