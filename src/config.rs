@@ -28,6 +28,10 @@ pub struct Config {
     pub deflate: bool,
     /// The caller's permessage-deflate offers, most preferred first; empty: the default one.
     pub deflate_offers: Vec<Offer>,
+    /// Client certificate, server name override, host name check (`tls_options.rs`).
+    pub tls: crate::tls_options::TlsOptions,
+    /// Redirects, cookies, bearer token, `Host` override (`http_extras.rs`).
+    pub http: crate::http_extras::HttpOptions,
 }
 
 pub(crate) const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
@@ -50,6 +54,8 @@ impl Default for Config {
             tls_verify: true,
             deflate: true,
             deflate_offers: Vec::new(),
+            tls: Default::default(),
+            http: Default::default(),
         }
     }
 }
@@ -69,14 +75,14 @@ const RESERVED_HEADERS: &[&str] = &[
 ];
 
 /// An HTTP token (RFC 9110 5.6.2): header names and subprotocol names.
-fn is_token(s: &str) -> bool {
+pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Header values may hold visible characters, spaces and tabs, never CR, LF or NUL.
-fn is_header_value(s: &str) -> bool {
+pub(crate) fn is_header_value(s: &str) -> bool {
     s.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 

@@ -17,11 +17,13 @@ mod error;
 mod events;
 mod handshake;
 mod heartbeat;
+mod http_extras;
 mod notify;
 mod outbox;
 mod output;
 mod protocol;
 mod target;
+mod tls_options;
 mod transport;
 mod worker;
 
