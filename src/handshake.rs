@@ -97,6 +97,11 @@ impl Handshake {
         })
     }
 
+    /// Whether any byte of the server's answer arrived.
+    pub fn answer_started(&self) -> bool {
+        !self.response.is_empty()
+    }
+
     /// Makes progress; `Ok(None)` means the stream would block: call again when it is ready.
     pub fn advance(&mut self, stream: &mut (impl Read + Write)) -> Result<Option<Outcome>> {
         while self.written < self.request.len() {

@@ -40,6 +40,10 @@ impl Stream {
         }
     }
 
+    fn is_tls(&self) -> bool {
+        matches!(self.inner, Inner::Tls(_))
+    }
+
     fn tcp_mut(&mut self) -> &mut TcpStream {
         match &mut self.inner {
             Inner::Plain(s) => s,
@@ -356,6 +360,29 @@ fn start_tls(
     }
 }
 
+/// A server that ends the connection right after the TLS handshake, before a byte of its
+/// HTTP answer: with TLS 1.3 this is how a missing or untrusted client certificate is
+/// refused (the server checks it after the client's side of the handshake is done, and its
+/// alert is often lost to the TCP reset).
+fn refused_after_tls(e: Error, config: &Config) -> Error {
+    if e.status != WSC_ERR_HANDSHAKE && e.status != WSC_ERR_IO {
+        return e;
+    }
+    let hint = if config.tls.identity.is_some() {
+        "it may have refused the client certificate sent (wsc_config_set_client_cert)"
+    } else {
+        "it may require a client certificate (wsc_config_set_client_cert)"
+    };
+    Error::new(
+        WSC_ERR_TLS,
+        format!(
+            "TLS: the server ended the connection after the TLS handshake without answering \
+             ({}); {hint}",
+            e.message
+        ),
+    )
+}
+
 fn upgrade(
     io: &mut Io,
     handshake: &mut Handshake,
@@ -363,7 +390,14 @@ fn upgrade(
     mut stream: Stream,
 ) -> Result<Hop> {
     loop {
-        match handshake.advance(&mut stream)? {
+        let step = handshake.advance(&mut stream);
+        let step = match step {
+            Err(e) if stream.is_tls() && !handshake.answer_started() => {
+                return Err(refused_after_tls(e, config))
+            }
+            other => other?,
+        };
+        match step {
             Some(Outcome::Accepted(accepted)) => {
                 let session =
                     Session::new(stream, accepted.tail, accepted.deflate.as_ref(), config);
