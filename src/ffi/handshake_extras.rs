@@ -108,6 +108,9 @@ pub unsafe extern "C" fn wsc_client_response_status(
     out: *mut u16,
 ) -> wsc_status {
     boundary(|| {
+        if out.is_null() {
+            return Err(Error::invalid_argument("out is NULL"));
+        }
         let status = unsafe { response(client) }?.status;
         put(out, status, "out")
     })
