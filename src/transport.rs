@@ -141,7 +141,7 @@ pub fn open(io: &mut Io, target: &Target, config: &Config) -> Result<Opened> {
     loop {
         let result = open_hop(io, target, &hop, config);
         match result {
-            Ok(Hop::Opened(opened)) => return Ok(opened),
+            Ok(Hop::Opened(opened)) => return Ok(*opened),
             Ok(Hop::Redirect { status, location }) => {
                 hop = http_extras::follow(
                     &hop,
@@ -165,7 +165,7 @@ pub fn open(io: &mut Io, target: &Target, config: &Config) -> Result<Opened> {
 }
 
 enum Hop {
-    Opened(Opened),
+    Opened(Box<Opened>),
     Redirect { status: u16, location: String },
 }
 
@@ -401,10 +401,10 @@ fn upgrade(
             Some(Outcome::Accepted(accepted)) => {
                 let session =
                     Session::new(stream, accepted.tail, accepted.deflate.as_ref(), config);
-                return Ok(Hop::Opened(Opened {
+                return Ok(Hop::Opened(Box::new(Opened {
                     session,
                     subprotocol: accepted.subprotocol,
-                }));
+                })));
             }
             Some(Outcome::Redirect { status, location }) => {
                 let _ = io.poll.registry().deregister(stream.tcp_mut());

@@ -114,11 +114,7 @@ fn echo_frames(s: &mut TcpStream) {
             9 => {
                 let _ = write_frame(s, 0x8a, &f.payload);
             }
-            1 | 2 => {
-                if write_frame(s, f.b0, &f.payload).is_err() {
-                    return;
-                }
-            }
+            1 | 2 if write_frame(s, f.b0, &f.payload).is_err() => return,
             _ => {}
         }
     }
