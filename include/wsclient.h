@@ -480,7 +480,9 @@ void wsc_config_free(struct wsc_config *cfg);
  * a name may repeat. `name` must be an HTTP token; `value` must not contain CR, LF or NUL.
  * Headers the handshake owns (`Host`, `Upgrade`, `Connection`, `Sec-WebSocket-*`,
  * `Content-Length`, `Transfer-Encoding`) are refused with `WSC_ERR_INVALID_ARGUMENT`.
- * Both strings are copied. Header values are never logged.
+ * Both strings are copied. Header values are never logged. `Authorization` and `Cookie`
+ * are not sent to another origin after a redirect (see `wsc_config_set_max_redirects`);
+ * for `Host` see `wsc_config_set_host_header`.
  */
 wsc_status wsc_config_add_header(struct wsc_config *cfg, const char *name, const char *value);
 

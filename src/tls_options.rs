@@ -49,8 +49,7 @@ pub fn parse_ca_pem(pem: &[u8], what: &str) -> Result<Vec<Vec<u8>>> {
         .collect()
 }
 
-/// Parses a PEM certificate chain (leaf first) and a PEM PKCS#8 private key, and checks that
-/// they belong together by setting them up in a TLS context once.
+/// Parses a PEM certificate chain (leaf first) and a PEM PKCS#8 private key.
 pub fn parse_identity(cert_pem: &[u8], key_pem: &[u8], what: &str) -> Result<ClientIdentity> {
     const PKCS8: &[u8] = b"-----BEGIN PRIVATE KEY-----";
     let key = match find(key_pem, PKCS8) {
@@ -78,16 +77,6 @@ pub fn parse_identity(cert_pem: &[u8], key_pem: &[u8], what: &str) -> Result<Cli
     }
     let identity = native_tls::Identity::from_pkcs8(cert_pem, key)
         .map_err(|e| tls_error(format!("cannot parse the {what} certificate or key: {e}")))?;
-    // The TLS library checks here that the key is the certificate's.
-    native_tls::TlsConnector::builder()
-        .identity(identity.clone())
-        .disable_built_in_roots(true)
-        .build()
-        .map_err(|e| {
-            tls_error(format!(
-                "the {what} certificate and key cannot be used together: {e}"
-            ))
-        })?;
     static NEXT_ID: AtomicU64 = AtomicU64::new(1);
     Ok(ClientIdentity {
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -124,13 +113,28 @@ impl Config {
     pub fn set_client_cert_files(&mut self, cert_path: &str, key_path: &str) -> Result<()> {
         let cert = read_file(cert_path, "client certificate")?;
         let key = Zeroizing(read_file(key_path, "client key")?);
-        let identity = parse_identity(&cert, &key.0, "client");
-        self.tls.identity = Some(identity?);
-        Ok(())
+        let identity = parse_identity(&cert, &key.0, "client")?;
+        self.use_identity(identity)
     }
 
     pub fn set_client_cert_pem(&mut self, cert: &[u8], key: &[u8]) -> Result<()> {
-        self.tls.identity = Some(parse_identity(cert, key, "client")?);
+        self.use_identity(parse_identity(cert, key, "client")?)
+    }
+
+    /// Checks that the key is the certificate's by building the TLS connector these settings
+    /// need (the TLS library checks it then). Building one is the expensive part of a TLS
+    /// setup, so it goes into the connector cache, where the first connect finds it if no
+    /// other TLS setting changes in between.
+    fn use_identity(&mut self, identity: ClientIdentity) -> Result<()> {
+        let mut probe = self.clone();
+        probe.tls.identity = Some(identity.clone());
+        crate::transport::tls_connector(&probe).map_err(|e| {
+            tls_error(format!(
+                "the client certificate and key cannot be used together ({})",
+                e.message
+            ))
+        })?;
+        self.tls.identity = Some(identity);
         Ok(())
     }
 

@@ -284,7 +284,7 @@ fn connect_addr(io: &mut Io, addr: SocketAddr) -> Result<TcpStream> {
 /// A TLS connector for these settings. Building one loads the system's CA bundle (tens of ms
 /// with OpenSSL 3), so the last few are kept and shared: a connector is immutable and cheap
 /// to clone.
-fn tls_connector(config: &Config) -> Result<native_tls::TlsConnector> {
+pub(crate) fn tls_connector(config: &Config) -> Result<native_tls::TlsConnector> {
     /// Extra roots, verify, host name check, the client identity's id (never its key).
     type Key = (Vec<Vec<u8>>, bool, bool, Option<u64>);
     static CACHE: Mutex<Vec<(Key, native_tls::TlsConnector)>> = Mutex::new(Vec::new());
