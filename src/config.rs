@@ -28,9 +28,14 @@ pub struct Config {
     pub deflate: bool,
     /// The caller's permessage-deflate offers, most preferred first; empty: the default one.
     pub deflate_offers: Vec<Offer>,
+    /// Streaming: largest chunk of an incoming data message; 0: messages arrive whole.
+    pub stream_chunk_size: usize,
+    /// Streaming: largest incoming message (decompressed); 0: unlimited.
+    pub max_streamed_message_size: u64,
 }
 
 pub(crate) const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
+pub(crate) const DEFAULT_MAX_STREAMED: u64 = 4 << 30;
 
 impl Default for Config {
     fn default() -> Self {
@@ -50,6 +55,8 @@ impl Default for Config {
             tls_verify: true,
             deflate: true,
             deflate_offers: Vec::new(),
+            stream_chunk_size: 0,
+            max_streamed_message_size: DEFAULT_MAX_STREAMED,
         }
     }
 }

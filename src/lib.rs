@@ -21,6 +21,7 @@ mod notify;
 mod outbox;
 mod output;
 mod protocol;
+mod stream;
 mod target;
 mod transport;
 mod worker;

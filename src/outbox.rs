@@ -13,6 +13,16 @@ use tungstenite::Message;
 pub struct Outgoing {
     pub id: u64,
     pub msg: Message,
+    /// One piece of a message sent in pieces (`msg` is then binary, whatever the type).
+    pub piece: Option<Piece>,
+}
+
+/// Where a piece sits in its message.
+#[derive(Clone, Copy, Debug)]
+pub struct Piece {
+    pub text: bool,
+    pub first: bool,
+    pub last: bool,
 }
 
 impl Outgoing {
@@ -70,6 +80,11 @@ impl Outbox {
 
     /// Queues a message for the worker; returns its send id.
     pub fn push(&self, msg: Message) -> Result<u64> {
+        self.push_piece(msg, None)
+    }
+
+    /// Queues a message, or with `piece` one piece of a message; returns its send id.
+    pub fn push_piece(&self, msg: Message, piece: Option<Piece>) -> Result<u64> {
         let len = msg.len();
         if self.gate.fetch_add(1, SeqCst) & GATE_CLOSED != 0 {
             self.gate.fetch_sub(1, SeqCst);
@@ -78,12 +93,12 @@ impl Outbox {
                 "not connected: the client is closing, closed, or was never connected",
             ));
         }
-        let result = self.push_open(msg, len);
+        let result = self.push_open(msg, piece, len);
         self.gate.fetch_sub(1, SeqCst);
         result
     }
 
-    fn push_open(&self, msg: Message, len: usize) -> Result<u64> {
+    fn push_open(&self, msg: Message, piece: Option<Piece>, len: usize) -> Result<u64> {
         let queued = self.queued_bytes.fetch_add(len, SeqCst) + len;
         if queued > self.limit {
             self.queued_bytes.fetch_sub(len, SeqCst);
@@ -98,7 +113,7 @@ impl Outbox {
         }
         let id = self.next_id.fetch_add(1, SeqCst);
         // The receiver lives as long as self, so this cannot fail.
-        let _ = self.tx.send(Outgoing { id, msg });
+        let _ = self.tx.send(Outgoing { id, msg, piece });
         if !self.wake_pending.swap(true, SeqCst) {
             self.wake();
         }
