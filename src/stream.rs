@@ -17,6 +17,9 @@ pub const CONTINUATION: u32 = 2;
 /// one whole code point.
 pub const MIN_CHUNK: usize = 4;
 
+/// What a decompressed chunk's buffer starts at; it doubles up to the chunk size.
+const FIRST_CAPACITY: usize = 64 * 1024;
+
 /// One piece of an incoming data message.
 pub struct Chunk {
     pub text: bool,
@@ -128,13 +131,24 @@ impl Chunker {
                 let inflater = inflater
                     .as_deref_mut()
                     .expect("compressed only when negotiated");
-                let mut out = Vec::with_capacity(self.size);
+                // Start small and grow up to the chunk size, so that a large chunk size costs
+                // memory only for messages that need it.
+                let mut out = Vec::with_capacity(self.size.min(FIRST_CAPACITY));
                 out.append(&mut m.held);
                 let before = out.len();
-                let (used, done) = inflater
-                    .fill(&f.data[f.pos..], f.fin, &mut out)
-                    .map_err(ChunkError::Inflate)?;
-                f.pos += used;
+                let done = loop {
+                    let (used, done) = inflater
+                        .fill(&f.data[f.pos..], f.fin, &mut out)
+                        .map_err(ChunkError::Inflate)?;
+                    f.pos += used;
+                    if done || out.len() >= self.size {
+                        break done;
+                    }
+                    // A fresh Vec: `with_capacity` is documented to give exactly that much.
+                    let mut bigger = Vec::with_capacity(self.size.min(out.len() * 2));
+                    bigger.extend_from_slice(&out);
+                    out = bigger;
+                };
                 m.total = m.total.saturating_add((out.len() - before) as u64);
                 if m.total > self.max {
                     return Err(ChunkError::TooBig(self.max));
@@ -274,6 +288,61 @@ mod tests {
                 check(&out, msg.as_bytes(), size);
             }
         }
+    }
+
+    #[test]
+    fn compressed_chunks_grow_up_to_the_chunk_size() {
+        use crate::deflate::{Deflater, Params};
+        let p = Params {
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            client_max_window_bits: 15,
+        };
+        let (mut d, mut inflater) = (Deflater::new(&p), Inflater::new(&p));
+        let text = "aé€😀 ".repeat(60_000);
+        for size in [4, 1000, 200_000, usize::MAX] {
+            let z = d.compress(text.as_bytes()).unwrap();
+            let mut c = Chunker::new(size, 0);
+            c.start(true, true);
+            let mut out = Vec::new();
+            let frames: Vec<&[u8]> = z.chunks(z.len() / 3 + 1).collect();
+            for (i, f) in frames.iter().enumerate() {
+                c.frame(Bytes::copy_from_slice(f), i + 1 == frames.len())
+                    .ok()
+                    .unwrap();
+                while let Some(ch) = c.next(Some(&mut inflater)).ok().unwrap() {
+                    out.push(ch);
+                }
+            }
+            check(&out, text.as_bytes(), size);
+            let largest = out.iter().map(|c| c.data.len()).max().unwrap();
+            assert!(largest <= size && (size < 100_000 || largest > FIRST_CAPACITY));
+        }
+    }
+
+    #[test]
+    fn the_limit_counts_decompressed_bytes() {
+        use crate::deflate::{Deflater, Params};
+        let p = Params {
+            server_no_context_takeover: true,
+            client_no_context_takeover: true,
+            client_max_window_bits: 15,
+        };
+        let z = Deflater::new(&p).compress(&vec![0u8; 1 << 20]).unwrap();
+        let mut c = Chunker::new(4096, 100_000);
+        c.start(false, true);
+        c.frame(Bytes::from(z), true).ok().unwrap();
+        let mut inflater = Inflater::new(&p);
+        let mut delivered = 0;
+        loop {
+            match c.next(Some(&mut inflater)) {
+                Ok(Some(ch)) => delivered += ch.data.len(),
+                Ok(None) => panic!("the message ended within the limit"),
+                Err(ChunkError::TooBig(100_000)) => break,
+                Err(_) => panic!("wrong error"),
+            }
+        }
+        assert!(delivered <= 100_000);
     }
 
     #[test]

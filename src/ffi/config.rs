@@ -22,7 +22,8 @@ pub struct wsc_config {
 
 /// Creates a config with the defaults: TLS verification on, connect timeout 10 s, no pings,
 /// pong timeout 10 s, close timeout 5 s, max message 64 MiB (frames too), send and receive
-/// queues 128 MiB each, permessage-deflate offered.
+/// queues 128 MiB each, permessage-deflate offered, streaming off (max streamed message
+/// 4 GiB).
 ///
 /// Returns NULL only if memory is exhausted. The caller owns the config and frees it with
 /// `wsc_config_free` exactly once; clients keep their own copy, so it may be freed as soon as
@@ -160,7 +161,9 @@ pub unsafe extern "C" fn wsc_config_set_close_timeout_ms(
 /// A larger send is refused with `WSC_ERR_MESSAGE_TOO_LARGE`; a larger incoming message
 /// closes the connection with 1009 as soon as the frame that crosses the limit arrives
 /// (compressed messages: as soon as decompression crosses it), so at most the limit plus one
-/// frame is ever buffered.
+/// frame is ever buffered. In streaming mode (`wsc_config_set_stream_chunk_size`) incoming
+/// messages are bounded by `wsc_config_set_max_streamed_message_size` instead; sends and
+/// each piece of `wsc_client_send_fragment` stay bounded by this.
 #[no_mangle]
 pub unsafe extern "C" fn wsc_config_set_max_message_size(
     cfg: *mut wsc_config,

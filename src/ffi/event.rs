@@ -10,9 +10,12 @@ pub type wsc_event_type = i32;
 pub const WSC_EVENT_NONE: wsc_event_type = 0;
 /// The handshake succeeded. `data`/`len`: the subprotocol the server chose (empty if none).
 pub const WSC_EVENT_OPEN: wsc_event_type = 1;
-/// A text message. `data`/`len`: its UTF-8 payload (not NUL-terminated).
+/// A text message. `data`/`len`: its UTF-8 payload (not NUL-terminated). In streaming mode
+/// (`wsc_config_set_stream_chunk_size`) possibly one chunk of it, valid UTF-8 on its own;
+/// `flags` then says which (`WSC_MESSAGE_*`).
 pub const WSC_EVENT_TEXT: wsc_event_type = 2;
-/// A binary message. `data`/`len`: its payload.
+/// A binary message. `data`/`len`: its payload. In streaming mode possibly one chunk of it;
+/// `flags` then says which (`WSC_MESSAGE_*`).
 pub const WSC_EVENT_BINARY: wsc_event_type = 3;
 /// A ping from the server; the pong was already sent. `data`/`len`: its payload.
 pub const WSC_EVENT_PING: wsc_event_type = 4;
