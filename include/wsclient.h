@@ -444,7 +444,9 @@ wsc_status wsc_client_send(struct wsc_client *client, wsc_event_type type, const
  * threads, `wsc_client_send_*`) are not refused: the worker holds them back and sends them
  * after the final piece, since RFC 6455 forbids interleaving two messages' frames; pings
  * and pongs still go out between pieces. So finish what you open: until the final piece,
- * every whole message waits.
+ * every whole message waits. Held messages count against the send queue limit for whole
+ * sends but not for pieces, so a queue filled by held messages never keeps the final piece
+ * out (the queue may then hold up to twice the limit).
  *
  * With permessage-deflate in use, the message is compressed as one, piece by piece: each
  * piece is flushed, so the server can decompress what it got.

@@ -48,6 +48,9 @@ pub struct Outbox {
     /// High bit: closed to new messages. Low bits: senders between check and push.
     gate: AtomicUsize,
     queued_bytes: AtomicUsize,
+    /// Of `queued_bytes`, whole messages the worker holds back behind an open message in
+    /// pieces: pieces do not count them, so the final piece always fits in the end.
+    held_bytes: AtomicUsize,
     limit: usize,
     next_id: AtomicU64,
     /// Set by the first sender after the worker last looked; clears on the worker's side.
@@ -64,6 +67,7 @@ impl Outbox {
             rx,
             gate: AtomicUsize::new(GATE_CLOSED),
             queued_bytes: AtomicUsize::new(0),
+            held_bytes: AtomicUsize::new(0),
             limit,
             next_id: AtomicU64::new(1),
             wake_pending: AtomicBool::new(false),
@@ -100,7 +104,11 @@ impl Outbox {
 
     fn push_open(&self, msg: Message, piece: Option<Piece>, len: usize) -> Result<u64> {
         let queued = self.queued_bytes.fetch_add(len, SeqCst) + len;
-        if queued > self.limit {
+        let exempt = match piece {
+            Some(_) => self.held_bytes.load(SeqCst),
+            None => 0,
+        };
+        if queued.saturating_sub(exempt) > self.limit {
             self.queued_bytes.fetch_sub(len, SeqCst);
             return Err(Error::new(
                 WSC_ERR_QUEUE_FULL,
@@ -164,6 +172,16 @@ impl Outbox {
     pub fn release(&self, n: usize) {
         if n > 0 {
             self.queued_bytes.fetch_sub(n, SeqCst);
+        }
+    }
+
+    /// Worker side: `n` bytes of whole messages are now held back behind pieces (`held`
+    /// true) or no longer (false).
+    pub fn hold(&self, n: usize, held: bool) {
+        if held {
+            self.held_bytes.fetch_add(n, SeqCst);
+        } else {
+            self.held_bytes.fetch_sub(n, SeqCst);
         }
     }
 

@@ -177,12 +177,14 @@ impl Conn {
         loop {
             if !self.piece_open {
                 if let Some(out) = self.held.pop_front() {
+                    outbox.hold(out.len(), false);
                     return Some(out);
                 }
             }
             let out = outbox.try_take()?;
             let data = matches!(out.msg, Message::Text(_) | Message::Binary(_));
             if self.piece_open && out.piece.is_none() && data {
+                outbox.hold(out.len(), true);
                 self.held.push_back(out);
                 continue;
             }
@@ -301,6 +303,7 @@ impl Worker {
             Some(end) => {
                 let mut unsent: Vec<Inflight> = conn.inflight.drain(..).collect();
                 for out in conn.held.drain(..) {
+                    shared.outbox.hold(out.len(), false);
                     shared.outbox.release(out.len());
                     let kind = kind_of_out(&out);
                     let payload = match out.msg {
@@ -315,6 +318,8 @@ impl Worker {
                         payload: Unsent::Kept(payload),
                     });
                 }
+                // Reported in the order they were sent.
+                unsent.sort_by_key(|m| m.id);
                 self.finish(end, unsent);
             }
             None => self.leave_quietly(&mut conn),

@@ -699,6 +699,55 @@ fn concurrent_whole_messages_never_interleave_with_pieces() {
     close_cleanly(&c);
 }
 
+/// Whole messages held back behind an open message in pieces fill the send queue; the final
+/// piece still fits (held messages do not count against pieces), and then everything goes
+/// out in order: no livelock.
+#[test]
+fn the_final_piece_fits_when_held_messages_fill_the_send_queue() {
+    let server = WsServer::echo();
+    let cfg = Cfg::new().send_queue(1000);
+    let (c, _) = TestClient::open(&server.url(), Some(&cfg), false);
+    assert_ok(
+        piece(&c, WSC_EVENT_BINARY, b"first", false).0,
+        "first piece",
+    );
+    let deadline = Instant::now() + WAIT;
+    while c.buffered() > 0 {
+        assert!(Instant::now() < deadline, "the first piece was never sent");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let whole = "x".repeat(100);
+    let mut accepted = 0;
+    loop {
+        match c.send_text(&whole) {
+            WSC_OK => accepted += 1,
+            WSC_ERR_QUEUE_FULL => break,
+            other => panic!("send_text: {}", status_name(other)),
+        }
+    }
+    assert_eq!(accepted, 10, "1000 bytes of queue, 100 per message");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match piece(&c, WSC_EVENT_BINARY, b"last", true).0 {
+            WSC_OK => break,
+            // Until the worker took the whole messages out of the queue and held them.
+            WSC_ERR_QUEUE_FULL => assert!(Instant::now() < deadline, "the final piece never fit"),
+            other => panic!("final piece: {}", status_name(other)),
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let ev = c.must_next(WAIT);
+    assert_eq!(
+        (ev.ty, ev.data.as_slice()),
+        (WSC_EVENT_BINARY, &b"firstlast"[..])
+    );
+    for _ in 0..accepted {
+        let ev = c.must_next(WAIT);
+        assert_eq!((ev.ty, ev.text()), (WSC_EVENT_TEXT, whole.clone()));
+    }
+    close_cleanly(&c);
+}
+
 #[test]
 fn pieces_are_checked_at_the_call() {
     let server = WsServer::echo();
