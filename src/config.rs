@@ -32,9 +32,14 @@ pub struct Config {
     pub tls: crate::tls_options::TlsOptions,
     /// Redirects, cookies, bearer token, `Host` override (`http_extras.rs`).
     pub http: crate::http_extras::HttpOptions,
+    /// Streaming: largest chunk of an incoming data message; 0: messages arrive whole.
+    pub stream_chunk_size: usize,
+    /// Streaming: largest incoming message (decompressed); 0: unlimited.
+    pub max_streamed_message_size: u64,
 }
 
 pub(crate) const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
+pub(crate) const DEFAULT_MAX_STREAMED: u64 = 4 << 30;
 
 impl Default for Config {
     fn default() -> Self {
@@ -56,6 +61,8 @@ impl Default for Config {
             deflate_offers: Vec::new(),
             tls: Default::default(),
             http: Default::default(),
+            stream_chunk_size: 0,
+            max_streamed_message_size: DEFAULT_MAX_STREAMED,
         }
     }
 }

@@ -22,6 +22,7 @@ mod notify;
 mod outbox;
 mod output;
 mod protocol;
+mod stream;
 mod target;
 mod tls_options;
 mod transport;
