@@ -28,6 +28,12 @@ pub struct Config {
     pub deflate: bool,
     /// The caller's permessage-deflate offers, most preferred first; empty: the default one.
     pub deflate_offers: Vec<Offer>,
+    /// `wsc_config_set_proxy`: always use this proxy.
+    pub proxy: Option<crate::proxy::ProxyUrl>,
+    /// `wsc_config_set_proxy_from_env`: without `proxy`, read the environment at connect time.
+    pub proxy_from_env: bool,
+    /// `wsc_config_set_unix_socket`: connect to this socket instead of TCP.
+    pub unix_socket: Option<std::path::PathBuf>,
 }
 
 pub(crate) const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
@@ -50,6 +56,9 @@ impl Default for Config {
             tls_verify: true,
             deflate: true,
             deflate_offers: Vec::new(),
+            proxy: None,
+            proxy_from_env: false,
+            unix_socket: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::deflate;
 use crate::error::{Error, Result};
+use crate::log::{wsc_log, Level};
 use crate::*;
 use std::io::{self, Read, Write};
 use tungstenite::client::IntoClientRequest;
@@ -65,6 +66,11 @@ impl Handshake {
             add(name, value)?;
         }
         let (request, key) = generate_request(req).map_err(|e| bad(&e))?;
+        wsc_log!(
+            Level::Debug,
+            "handshake: request: {}",
+            crate::log::redact_head(&request)
+        );
         Ok(Handshake {
             request,
             written: 0,
@@ -124,6 +130,11 @@ impl Handshake {
                 ))
             }
         };
+        wsc_log!(
+            Level::Debug,
+            "handshake: response: {}",
+            crate::log::redact_head(&self.response[..head_len])
+        );
         let code = resp.code.unwrap_or(0);
         if code != 101 {
             let reason = resp.reason.unwrap_or("");

@@ -5,8 +5,10 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::lock;
 use crate::handshake::Handshake;
+use crate::log::{wsc_log, Level};
 use crate::outbox::Outbox;
 use crate::protocol::Session;
+use crate::proxy;
 use crate::target::Target;
 use crate::*;
 use mio::net::TcpStream;
@@ -19,7 +21,58 @@ use std::time::Instant;
 pub const WAKER: Token = Token(0);
 pub const SOCKET: Token = Token(1);
 
-/// The socket under the WebSocket: plain TCP or TLS over it. Records whether any bytes
+/// The connected socket: TCP, or a unix domain socket (`wsc_config_set_unix_socket`).
+pub enum Sock {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(mio::net::UnixStream),
+}
+
+impl Sock {
+    pub fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s.shutdown(how),
+            #[cfg(unix)]
+            Sock::Unix(s) => s.shutdown(how),
+        }
+    }
+}
+
+impl Read for Sock {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => s.read(buf),
+            #[cfg(unix)]
+            Sock::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Sock {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => s.write(buf),
+            #[cfg(unix)]
+            Sock::Unix(s) => s.write(buf),
+        }
+    }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => s.write_vectored(bufs),
+            #[cfg(unix)]
+            Sock::Unix(s) => s.write_vectored(bufs),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s.flush(),
+            #[cfg(unix)]
+            Sock::Unix(s) => s.flush(),
+        }
+    }
+}
+
+/// The socket under the WebSocket: plain, or TLS over it. Records whether any bytes
 /// arrived, which the heartbeat counts as a sign of life.
 pub struct Stream {
     inner: Inner,
@@ -27,15 +80,16 @@ pub struct Stream {
 }
 
 enum Inner {
-    Plain(TcpStream),
-    Tls(Box<native_tls::TlsStream<TcpStream>>),
+    Plain(Sock),
+    Tls(Box<native_tls::TlsStream<Sock>>),
 }
 
 impl Stream {
-    pub fn tcp(&self) -> &TcpStream {
+    /// Shuts down the socket (TCP or unix) under the stream, TLS or not.
+    pub fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
         match &self.inner {
-            Inner::Plain(s) => s,
-            Inner::Tls(s) => s.get_ref(),
+            Inner::Plain(s) => s.shutdown(how),
+            Inner::Tls(s) => s.get_ref().shutdown(how),
         }
     }
 }
@@ -82,7 +136,7 @@ pub struct Io<'a> {
 
 impl Io<'_> {
     /// Waits for the next socket event, failing on the deadline or a close/free request.
-    fn wait(&mut self, what: &str) -> Result<()> {
+    pub(crate) fn wait(&mut self, what: &str) -> Result<()> {
         while !self.wait_any(what)? {}
         Ok(())
     }
@@ -120,32 +174,120 @@ pub struct Opened {
 }
 
 pub fn open(io: &mut Io, target: &Target, config: &Config) -> Result<Opened> {
-    let tcp = connect_tcp(io, target)?;
+    let sock = connect(io, target, config)?;
     let stream = if target.tls {
-        start_tls(io, target, config, tcp)?
+        start_tls(io, target, config, sock)?
     } else {
         Stream {
-            inner: Inner::Plain(tcp),
+            inner: Inner::Plain(sock),
             got_bytes: false,
         }
     };
     upgrade(io, target, config, stream)
 }
 
+/// The socket to speak WebSocket (or TLS) over: a unix socket when one is configured, else
+/// a tunnel through the configured (or environment's) proxy, else TCP to the server.
+fn connect(io: &mut Io, target: &Target, config: &Config) -> Result<Sock> {
+    if let Some(path) = &config.unix_socket {
+        return connect_unix(io, path);
+    }
+    let proxy = match &config.proxy {
+        Some(p) => Some(p.clone()),
+        None if config.proxy_from_env => proxy::from_env(
+            |name| std::env::var(name).ok(),
+            target.tls,
+            &target.host,
+            target.port,
+        )?,
+        None => None,
+    };
+    let Some(proxy) = proxy else {
+        return Ok(Sock::Tcp(connect_tcp(io, &target.host, target.port)?));
+    };
+    wsc_log!(
+        Level::Info,
+        "connecting to {} through proxy {}",
+        proxy::authority(&target.host, target.port),
+        proxy.redacted()
+    );
+    let tcp = connect_tcp(io, &proxy.host, proxy.port).map_err(|e| {
+        if e.status == WSC_ERR_CONNECT {
+            Error::new(
+                WSC_ERR_PROXY,
+                format!(
+                    "cannot connect to proxy {}: {}",
+                    proxy.redacted(),
+                    e.message
+                ),
+            )
+        } else {
+            e
+        }
+    })?;
+    let mut sock = Sock::Tcp(tcp);
+    proxy::tunnel(io, &mut sock, &proxy, &target.host, target.port)?;
+    Ok(sock)
+}
+
+#[cfg(unix)]
+fn connect_unix(io: &mut Io, path: &std::path::Path) -> Result<Sock> {
+    let failed = |e: &dyn std::fmt::Display| {
+        Error::new(
+            WSC_ERR_CONNECT,
+            format!("cannot connect to unix socket {path:?}: {e}"),
+        )
+    };
+    let mut sock = mio::net::UnixStream::connect(path).map_err(|e| failed(&e))?;
+    io.poll
+        .registry()
+        .register(&mut sock, SOCKET, Interest::READABLE | Interest::WRITABLE)
+        .map_err(|e| Error::new(WSC_ERR_INTERNAL, format!("cannot register socket: {e}")))?;
+    loop {
+        if let Ok(Some(e)) | Err(e) = sock.take_error() {
+            let _ = io.poll.registry().deregister(&mut sock);
+            return Err(failed(&e));
+        }
+        match sock.peer_addr() {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
+            Err(e) => {
+                let _ = io.poll.registry().deregister(&mut sock);
+                return Err(failed(&e));
+            }
+        }
+        if let Err(e) = io.wait(&format!("connecting to unix socket {path:?}")) {
+            let _ = io.poll.registry().deregister(&mut sock);
+            return Err(e);
+        }
+    }
+    wsc_log!(Level::Debug, "connected to unix socket {path:?}");
+    Ok(Sock::Unix(sock))
+}
+
+#[cfg(not(unix))]
+fn connect_unix(_io: &mut Io, _path: &std::path::Path) -> Result<Sock> {
+    Err(Error::new(
+        WSC_ERR_CONNECT,
+        "unix domain sockets are not supported on this platform",
+    ))
+}
+
 /// Resolves the host without holding up the worker past the deadline or a close: the
 /// system resolver blocks, so it runs on a short-lived thread that wakes the worker when done.
-fn resolve(io: &mut Io, target: &Target) -> Result<Vec<SocketAddr>> {
-    if let Ok(ip) = target.host.parse::<std::net::IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, target.port)]);
+fn resolve(io: &mut Io, host: &str, port: u16) -> Result<Vec<SocketAddr>> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
     }
+    wsc_log!(Level::Debug, "resolving {host:?}");
     let (tx, rx) = crossbeam_channel::bounded(1);
-    let (host, port) = (target.host.clone(), target.port);
+    let name = host.to_owned();
     let waker = io.outbox.waker();
     std::thread::Builder::new()
         .name("wsclient-dns".into())
         .spawn(move || {
             let _ = tx.send(
-                (host.as_str(), port)
+                (name.as_str(), port)
                     .to_socket_addrs()
                     .map(Iterator::collect::<Vec<_>>),
             );
@@ -157,31 +299,32 @@ fn resolve(io: &mut Io, target: &Target) -> Result<Vec<SocketAddr>> {
     let addrs: Vec<SocketAddr> = loop {
         if let Ok(result) = rx.try_recv() {
             break result.map_err(|e| {
-                Error::new(
-                    WSC_ERR_CONNECT,
-                    format!("cannot resolve {:?}: {e}", target.host),
-                )
+                Error::new(WSC_ERR_CONNECT, format!("cannot resolve {host:?}: {e}"))
             })?;
         }
-        io.wait_any(&format!("resolving {:?}", target.host))?;
+        io.wait_any(&format!("resolving {host:?}"))?;
     };
     if addrs.is_empty() {
         return Err(Error::new(
             WSC_ERR_CONNECT,
-            format!("{:?} has no address", target.host),
+            format!("{host:?} has no address"),
         ));
     }
+    wsc_log!(Level::Debug, "{host:?} resolved to {addrs:?}");
     Ok(addrs)
 }
 
 /// Tries each resolved address in turn until one accepts.
-fn connect_tcp(io: &mut Io, target: &Target) -> Result<TcpStream> {
+fn connect_tcp(io: &mut Io, host: &str, port: u16) -> Result<TcpStream> {
     let mut last = None;
-    for addr in resolve(io, target)? {
+    for addr in resolve(io, host, port)? {
         io.check_cancelled()?;
         match connect_addr(io, addr) {
             Ok(s) => return Ok(s),
-            Err(e) if e.status == WSC_ERR_CONNECT => last = Some(e),
+            Err(e) if e.status == WSC_ERR_CONNECT => {
+                wsc_log!(Level::Debug, "{}", e.message);
+                last = Some(e)
+            }
             Err(e) => return Err(e),
         }
     }
@@ -216,6 +359,7 @@ fn connect_addr(io: &mut Io, addr: SocketAddr) -> Result<TcpStream> {
         }
     }
     let _ = sock.set_nodelay(true);
+    wsc_log!(Level::Debug, "TCP connected to {addr}");
     Ok(sock)
 }
 
@@ -253,18 +397,19 @@ fn build_tls_connector(config: &Config) -> Result<native_tls::TlsConnector> {
         .map_err(|e| Error::new(WSC_ERR_TLS, format!("TLS: cannot set up: {e}")))
 }
 
-fn start_tls(io: &mut Io, target: &Target, config: &Config, tcp: TcpStream) -> Result<Stream> {
+fn start_tls(io: &mut Io, target: &Target, config: &Config, sock: Sock) -> Result<Stream> {
     let tls_err = |e: &dyn std::fmt::Display| {
         Error::new(WSC_ERR_TLS, format!("TLS: {e} (host {})", target.host))
     };
-    let mut attempt = tls_connector(config)?.connect(&target.host, tcp);
+    let mut attempt = tls_connector(config)?.connect(&target.host, sock);
     loop {
         match attempt {
             Ok(s) => {
+                wsc_log!(Level::Debug, "TLS handshake with {} done", target.host);
                 return Ok(Stream {
                     inner: Inner::Tls(Box::new(s)),
                     got_bytes: false,
-                })
+                });
             }
             Err(native_tls::HandshakeError::Failure(e)) => return Err(tls_err(&e)),
             Err(native_tls::HandshakeError::WouldBlock(mid)) => {

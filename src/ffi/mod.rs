@@ -8,6 +8,8 @@
 pub mod client;
 pub mod config;
 pub mod event;
+pub mod log;
+pub mod route;
 pub mod status;
 
 use crate::error::{Error, Result};

@@ -39,6 +39,12 @@ pub const WSC_ERR_INTERNAL: wsc_status = 13;
 /// The call is not allowed in the client's current state or mode (e.g. `wsc_client_connect`
 /// twice, `wsc_client_set_callback` after connect, `wsc_client_poll` in callback mode).
 pub const WSC_ERR_INVALID_STATE: wsc_status = 14;
+/// The proxy failed: it cannot be reached (`"cannot connect to proxy ..."`), it refused the
+/// tunnel or the credentials (the message gives the HTTP status or the SOCKS5 reply code and
+/// its meaning, e.g. `"SOCKS5 proxy could not connect to the server: reply 5 (connection
+/// refused)"`), it answered something that is not HTTP/SOCKS5, or a proxy environment
+/// variable holds an invalid URL. Messages never contain the proxy's credentials.
+pub const WSC_ERR_PROXY: wsc_status = 15;
 
 /// Returns a static, NUL-terminated name for `status`, e.g. `"WSC_ERR_TLS"`.
 /// Unknown values give `"WSC_ERR_UNKNOWN"`. Never returns NULL. Thread-safe.
@@ -64,6 +70,7 @@ pub(crate) fn status_name(status: wsc_status) -> &'static str {
         WSC_ERR_IO => "WSC_ERR_IO\0",
         WSC_ERR_INTERNAL => "WSC_ERR_INTERNAL\0",
         WSC_ERR_INVALID_STATE => "WSC_ERR_INVALID_STATE\0",
+        WSC_ERR_PROXY => "WSC_ERR_PROXY\0",
         _ => "WSC_ERR_UNKNOWN\0",
     }
 }
@@ -124,7 +131,7 @@ mod tests {
 
     #[test]
     fn every_code_has_a_name() {
-        for code in 0..=super::WSC_ERR_INVALID_STATE {
+        for code in 0..=super::WSC_ERR_PROXY {
             assert_ne!(super::status_name(code), "WSC_ERR_UNKNOWN\0", "code {code}");
         }
     }
