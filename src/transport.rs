@@ -238,6 +238,15 @@ fn connect_unix(io: &mut Io, path: &std::path::Path) -> Result<Sock> {
             format!("cannot connect to unix socket {path:?}: {e}"),
         )
     };
+    // sockaddr_un holds a path of at most 107 bytes on Linux (103 on the BSDs).
+    let max =
+        std::mem::size_of::<libc::sockaddr_un>() - std::mem::size_of::<libc::sa_family_t>() - 1;
+    let len = path.as_os_str().len();
+    if len > max {
+        return Err(failed(&format!(
+            "the path is {len} bytes, too long for a socket address (at most {max})"
+        )));
+    }
     let mut sock = mio::net::UnixStream::connect(path).map_err(|e| failed(&e))?;
     io.poll
         .registry()
