@@ -282,7 +282,8 @@ typedef void (*wsc_log_cb)(void *user_data, wsc_log_level level, const char *mes
 #define WSC_LOG_WARN 2
 
 /**
- * Connection opened (URL, subprotocol), closed (code, reason), connecting through a proxy.
+ * Connection opened (URL with path and query, subprotocol), closed (code, reason),
+ * connecting through a proxy.
  */
 #define WSC_LOG_INFO 3
 

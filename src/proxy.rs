@@ -612,8 +612,10 @@ fn receive(
             Parse::Need(n) => n,
         };
         let start = buf.len();
-        // HTTP heads have no length: read in small pieces, then check what came.
-        let want = need.max(start + 1).min(start + 1024);
+        // At most what the parser asks for: SOCKS5 replies have known lengths, and the
+        // CONNECT parser asks for one byte at a time, so nothing past a reply is consumed
+        // (a few dozen reads, once per connection).
+        let want = need.clamp(start + 1, start + 1024);
         buf.resize(want, 0);
         match sock.read(&mut buf[start..]) {
             Ok(0) => {

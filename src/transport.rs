@@ -212,18 +212,16 @@ fn connect(io: &mut Io, target: &Target, config: &Config) -> Result<Sock> {
         proxy.redacted()
     );
     let tcp = connect_tcp(io, &proxy.host, proxy.port).map_err(|e| {
-        if e.status == WSC_ERR_CONNECT {
-            Error::new(
-                WSC_ERR_PROXY,
-                format!(
-                    "cannot connect to proxy {}: {}",
-                    proxy.redacted(),
-                    e.message
-                ),
-            )
-        } else {
-            e
-        }
+        let status = match e.status {
+            WSC_ERR_CONNECT => WSC_ERR_PROXY,
+            other => other,
+        };
+        let msg = format!(
+            "cannot connect to proxy {}: {}",
+            proxy.redacted(),
+            e.message
+        );
+        Error::new(status, msg)
     })?;
     let mut sock = Sock::Tcp(tcp);
     proxy::tunnel(io, &mut sock, &proxy, &target.host, target.port)?;

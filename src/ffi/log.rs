@@ -17,7 +17,8 @@ pub const WSC_LOG_ERROR: wsc_log_level = 1;
 /// A connection failed or the server broke the protocol: the `WSC_EVENT_ERROR` text with its
 /// status name and the URL.
 pub const WSC_LOG_WARN: wsc_log_level = 2;
-/// Connection opened (URL, subprotocol), closed (code, reason), connecting through a proxy.
+/// Connection opened (URL with path and query, subprotocol), closed (code, reason),
+/// connecting through a proxy.
 pub const WSC_LOG_INFO: wsc_log_level = 3;
 /// Connect steps: DNS, TCP, proxy exchange, TLS, and the handshake request and response
 /// heads with their headers (values of `Authorization`, `Proxy-Authorization`, `Cookie`,
