@@ -34,9 +34,14 @@ pub struct Config {
     pub proxy_from_env: bool,
     /// `wsc_config_set_unix_socket`: connect to this socket instead of TCP.
     pub unix_socket: Option<std::path::PathBuf>,
+    /// Streaming: largest chunk of an incoming data message; 0: messages arrive whole.
+    pub stream_chunk_size: usize,
+    /// Streaming: largest incoming message (decompressed); 0: unlimited.
+    pub max_streamed_message_size: u64,
 }
 
 pub(crate) const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
+pub(crate) const DEFAULT_MAX_STREAMED: u64 = 4 << 30;
 
 impl Default for Config {
     fn default() -> Self {
@@ -59,6 +64,8 @@ impl Default for Config {
             proxy: None,
             proxy_from_env: false,
             unix_socket: None,
+            stream_chunk_size: 0,
+            max_streamed_message_size: DEFAULT_MAX_STREAMED,
         }
     }
 }

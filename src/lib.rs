@@ -23,6 +23,7 @@ mod outbox;
 mod output;
 mod protocol;
 mod proxy;
+mod stream;
 mod target;
 mod transport;
 mod worker;
