@@ -42,6 +42,11 @@
 #define DEFAULT_MAX_REDIRECTS 3
 
 /**
+ * Largest CONNECT answer head accepted; a proxy sending more is refused, not buffered.
+ */
+#define MAX_CONNECT_REPLY (8 * 1024)
+
+/**
  * Chunk flag: more chunks of this message follow.
  */
 #define CONTINUES 1
@@ -189,6 +194,25 @@ typedef void (*wsc_event_cb)(void *user_data, const struct wsc_event *ev);
  */
 typedef int32_t wsc_state;
 
+/**
+ * Severity of a log line, for `wsc_set_log_callback`.
+ */
+typedef int32_t wsc_log_level;
+
+/**
+ * Receives one log line. `message` is `len` bytes of UTF-8 text without a newline, also
+ * NUL-terminated; it is valid only during the call. `level` is one of `WSC_LOG_ERROR` ..
+ * `WSC_LOG_TRACE`.
+ *
+ * Runs on whichever thread logs: mostly clients' worker threads, several at once for
+ * several clients, so it must be thread-safe. While it runs, the thread that logged (and its
+ * client) waits; keep it short. It must not call `wsc_set_log_callback` (that call returns
+ * `WSC_ERR_INVALID_STATE`), must not wait for a thread that is inside
+ * `wsc_set_log_callback` (deadlock), and must not unwind (throw) into the library. Lines
+ * logged by library calls made from inside the callback are dropped.
+ */
+typedef void (*wsc_log_cb)(void *user_data, wsc_log_level level, const char *message, size_t len);
+
 
 
 
@@ -276,6 +300,41 @@ typedef int32_t wsc_state;
 #define WSC_EVENT_SEND_FAILED 8
 
 /**
+ * No logging (the default).
+ */
+#define WSC_LOG_OFF 0
+
+/**
+ * Bugs inside the library (`WSC_ERR_INTERNAL`, a caught panic).
+ */
+#define WSC_LOG_ERROR 1
+
+/**
+ * A connection failed or the server broke the protocol: the `WSC_EVENT_ERROR` text with its
+ * status name and the URL.
+ */
+#define WSC_LOG_WARN 2
+
+/**
+ * Connection opened (URL with path and query, subprotocol), closed (code, reason),
+ * connecting through a proxy.
+ */
+#define WSC_LOG_INFO 3
+
+/**
+ * Connect steps: DNS, TCP, proxy exchange, TLS, and the handshake request and response
+ * heads with their headers (values of `Authorization`, `Proxy-Authorization`, `Cookie`,
+ * `Set-Cookie` shown as `<redacted>`).
+ */
+#define WSC_LOG_DEBUG 4
+
+/**
+ * Every WebSocket frame sent and received: opcode, FIN, RSV1, payload length. Payloads are
+ * never logged.
+ */
+#define WSC_LOG_TRACE 5
+
+/**
  * Success.
  */
 #define WSC_OK 0
@@ -352,10 +411,19 @@ typedef int32_t wsc_state;
 #define WSC_ERR_INVALID_STATE 14
 
 /**
- * What was asked for does not exist, e.g. a response header the server did not send
- * (`wsc_client_response_header`). (Value 20: 15-19 are left to other additions.)
+ * The proxy failed: it cannot be reached (`"cannot connect to proxy ..."`), it refused the
+ * tunnel or the credentials (the message gives the HTTP status or the SOCKS5 reply code and
+ * its meaning, e.g. `"SOCKS5 proxy could not connect to the server: reply 5 (connection
+ * refused)"`), it answered something that is not HTTP/SOCKS5, or a proxy environment
+ * variable holds an invalid URL. Messages never contain the proxy's credentials.
  */
-#define WSC_ERR_NOT_FOUND 20
+#define WSC_ERR_PROXY 15
+
+/**
+ * What was asked for does not exist, e.g. a response header the server did not send
+ * (`wsc_client_response_header`).
+ */
+#define WSC_ERR_NOT_FOUND 16
 
 #ifdef __cplusplus
 extern "C" {
@@ -795,6 +863,73 @@ size_t wsc_client_response_header_count(const struct wsc_client *client);
  * Thread-safe.
  */
 wsc_status wsc_client_response_header_at(const struct wsc_client *client, size_t index, const char **name, size_t *name_len, const uint8_t **value, size_t *value_len);
+
+/**
+ * Sets the process-wide log callback: lines of `level` and more severe ones (a lower number)
+ * go to `cb`, with `user_data` passed back untouched. `WSC_LOG_OFF` or a NULL `cb` turns
+ * logging off (then `user_data` is ignored). Off, a log site costs one atomic load and
+ * formats nothing.
+ *
+ * Replaces the previous callback. When this call returns, no call to the previous callback
+ * is running or will start, so its `user_data` may be freed; the call waits for callbacks in
+ * progress on other threads to return. The new `user_data` must stay valid until logging is
+ * turned off or another callback is set. Credentials are never logged: secret header values
+ * are `<redacted>` and proxy URLs are shown without user name and password.
+ *
+ * Thread-safe. Returns `WSC_ERR_INVALID_ARGUMENT` for a level outside `WSC_LOG_OFF` ..
+ * `WSC_LOG_TRACE`, `WSC_ERR_INVALID_STATE` when called from inside the log callback.
+ */
+wsc_status wsc_set_log_callback(wsc_log_level level, wsc_log_cb cb, void *user_data);
+
+/**
+ * Connects through a proxy: `"http://[user:password@]host[:port]"` (HTTP CONNECT, default
+ * port 80, `Proxy-Authorization: Basic` when credentials are given) or
+ * `"socks5://[user:password@]host[:port]"` / `"socks5h://..."` (SOCKS5, default port 1080,
+ * username/password authentication per RFC 1929 when credentials are given). Percent-encode
+ * `@`, `:` and `%` in the user name and password (`p%40ss` for `p@ss`). `""` removes the
+ * proxy (connect directly, or per the environment if `wsc_config_set_proxy_from_env` is on).
+ *
+ * On the wire: the client connects to the proxy, asks it for a tunnel to the URL's host and
+ * port, then runs TLS (for `wss://`, to the server, with the server's name for SNI and
+ * verification) and the WebSocket handshake through it, all within the connect timeout.
+ * SOCKS5 with either scheme sends the host *name* to the proxy, which resolves it (the
+ * client does no DNS lookup for the server; an IP address in the URL is sent as such).
+ * A proxy that cannot be reached, refuses the tunnel or the credentials fails the connection
+ * with `WSC_ERR_PROXY` (the message names the HTTP status or SOCKS5 reply). Credentials are
+ * never logged nor put in messages. An explicit proxy takes precedence over the environment;
+ * a unix socket (`wsc_config_set_unix_socket`) takes precedence over both.
+ *
+ * Returns `WSC_ERR_INVALID_URL` for another scheme (`https://` proxies are not supported), a
+ * missing host, a bad port, a path, query or fragment; `WSC_ERR_INVALID_ARGUMENT` for NULL.
+ * The string is copied.
+ */
+wsc_status wsc_config_set_proxy(struct wsc_config *cfg, const char *url);
+
+/**
+ * Off by default. When on and no proxy was set with `wsc_config_set_proxy`, each connect
+ * reads the environment, as curl does: `https_proxy`/`HTTPS_PROXY` for `wss://`,
+ * `http_proxy`/`HTTP_PROXY` for `ws://`, else `all_proxy`/`ALL_PROXY` (lower case first;
+ * empty means unset; a value without a scheme is an HTTP proxy). `no_proxy`/`NO_PROXY`
+ * lists hosts to reach directly, separated by commas: `*` (all), domain names (matching
+ * themselves and their subdomains, with or without a leading dot), IP addresses or CIDR
+ * blocks, each optionally with `:port`. An invalid URL in a variable fails the connection
+ * with `WSC_ERR_PROXY` (naming the variable, not its value).
+ *
+ * The variables are read on the worker thread at connect time; changing the environment
+ * from another thread at that moment (`setenv`) is not safe in C.
+ */
+wsc_status wsc_config_set_proxy_from_env(struct wsc_config *cfg, bool enabled);
+
+/**
+ * Connects to the unix domain socket at `path` instead of over TCP (no DNS, no proxy). The
+ * URL still gives the `Host` header, the request path and, for `wss://`, the TLS server name
+ * (TLS runs over the unix socket). `""` goes back to TCP. The path is copied and used at
+ * connect time: a missing socket, a path too long for a socket address (about 107 bytes on
+ * Linux) or a refused connection fail the connection with `WSC_ERR_CONNECT`.
+ *
+ * Unix-like systems only: elsewhere it returns `WSC_ERR_INVALID_ARGUMENT` ("unsupported").
+ */
+wsc_status wsc_config_set_unix_socket(struct wsc_config *cfg, const char *path);
 
 /**
  * Returns a static, NUL-terminated name for `status`, e.g. `"WSC_ERR_TLS"`.

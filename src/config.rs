@@ -32,6 +32,12 @@ pub struct Config {
     pub tls: crate::tls_options::TlsOptions,
     /// Redirects, cookies, bearer token, `Host` override (`http_extras.rs`).
     pub http: crate::http_extras::HttpOptions,
+    /// `wsc_config_set_proxy`: always use this proxy.
+    pub proxy: Option<crate::proxy::ProxyUrl>,
+    /// `wsc_config_set_proxy_from_env`: without `proxy`, read the environment at connect time.
+    pub proxy_from_env: bool,
+    /// `wsc_config_set_unix_socket`: connect to this socket instead of TCP.
+    pub unix_socket: Option<std::path::PathBuf>,
     /// Streaming: largest chunk of an incoming data message; 0: messages arrive whole.
     pub stream_chunk_size: usize,
     /// Streaming: largest incoming message (decompressed); 0: unlimited.
@@ -61,6 +67,9 @@ impl Default for Config {
             deflate_offers: Vec::new(),
             tls: Default::default(),
             http: Default::default(),
+            proxy: None,
+            proxy_from_env: false,
+            unix_socket: None,
             stream_chunk_size: 0,
             max_streamed_message_size: DEFAULT_MAX_STREAMED,
         }

@@ -5,6 +5,7 @@
 use crate::deflate;
 use crate::error::{Error, Result};
 use crate::http_extras::{is_redirect, RequestExtras, Response};
+use crate::log::{wsc_log, Level};
 use crate::*;
 use std::io::{self, Read, Write};
 use tungstenite::client::IntoClientRequest;
@@ -86,6 +87,11 @@ impl Handshake {
             req.headers_mut().insert("Host", value);
         }
         let (request, key) = generate_request(req).map_err(|e| bad(&e))?;
+        wsc_log!(
+            Level::Debug,
+            "handshake: request: {}",
+            crate::log::redact_head(&request)
+        );
         Ok(Handshake {
             answer: None,
             request,
@@ -151,6 +157,11 @@ impl Handshake {
                 ))
             }
         };
+        wsc_log!(
+            Level::Debug,
+            "handshake: response: {}",
+            crate::log::redact_head(&self.response[..head_len])
+        );
         let code = resp.code.unwrap_or(0);
         self.answer = Some(Response::new(code, resp.headers));
         if is_redirect(code) {

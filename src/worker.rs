@@ -7,6 +7,7 @@ use crate::events::{
     lock, Event, EventKind, EventQueue, CLOSE_ABNORMAL, CLOSE_LOCAL, CLOSE_REMOTE,
 };
 use crate::heartbeat::{Beat, Heartbeat};
+use crate::log::{wsc_log, Level};
 use crate::outbox::{Outbox, Outgoing};
 use crate::protocol::{Incoming, ReadError, Session, Unsent};
 use crate::target::Target;
@@ -304,6 +305,12 @@ impl Worker {
         let _ = shared
             .state
             .compare_exchange(STATE_CONNECTING, STATE_OPEN, SeqCst, SeqCst);
+        wsc_log!(
+            Level::Info,
+            "open: {} (subprotocol {:?})",
+            shared.target.url,
+            opened.subprotocol
+        );
         self.emit(Event::new(EventKind::Open, Bytes::from(opened.subprotocol)));
         self.deliver();
         match self.drive(&mut conn, now) {
@@ -563,6 +570,7 @@ impl Worker {
             // The server already said goodbye; its garbage changes nothing.
             ReadError::Fault(..) if conn.close_received.is_some() => Some(self.closing_end(conn)),
             ReadError::Fault(e, code) => {
+                wsc_log!(Level::Warn, "{}: {e}", self.shared.target.url);
                 self.emit(Event::error(&e));
                 self.shared.outbox.close_gate();
                 self.shared.state.store(STATE_CLOSING, SeqCst);
@@ -592,7 +600,7 @@ impl Worker {
         }
         if !conn.write_shut {
             conn.write_shut = true;
-            let _ = conn.ws.stream().tcp().shutdown(std::net::Shutdown::Write);
+            let _ = conn.ws.stream().shutdown(std::net::Shutdown::Write);
             let linger = now + LINGER.min(self.shared.config.close_timeout);
             conn.close_deadline = Some(conn.close_deadline.map_or(linger, |d| d.min(linger)));
         }
@@ -685,7 +693,7 @@ impl Worker {
             reason: "client freed".into(),
         }));
         let _ = conn.ws.flush();
-        let _ = conn.ws.stream().tcp().shutdown(std::net::Shutdown::Both);
+        let _ = conn.ws.stream().shutdown(std::net::Shutdown::Both);
         self.shared.state.store(STATE_CLOSED, SeqCst);
     }
 
@@ -695,6 +703,12 @@ impl Worker {
         let shared = Arc::clone(&self.shared);
         shared.outbox.close_gate();
         if let Some(e) = &end.error {
+            let level = if e.status == WSC_ERR_INTERNAL {
+                Level::Error
+            } else {
+                Level::Warn
+            };
+            wsc_log!(level, "{}: {e}", shared.target.url);
             self.emit(Event::error(e));
         }
         let failed_status = if end.status == WSC_OK {
@@ -724,6 +738,14 @@ impl Worker {
             self.emit(ev);
         }
         shared.state.store(STATE_CLOSED, SeqCst);
+        wsc_log!(
+            Level::Info,
+            "closed: {} code {} reason {:?} flags {:#x}",
+            shared.target.url,
+            end.code,
+            String::from_utf8_lossy(&end.reason),
+            end.flags
+        );
         self.emit(Event::close(end.code, end.reason, end.status, end.flags));
         self.deliver();
     }
