@@ -28,6 +28,8 @@ pub struct Config {
     pub deflate: bool,
     /// The caller's permessage-deflate offers, most preferred first; empty: the default one.
     pub deflate_offers: Vec<Offer>,
+    /// Automatic reconnect (off by default).
+    pub reconnect: crate::reconnect::Policy,
 }
 
 pub(crate) const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
@@ -50,6 +52,7 @@ impl Default for Config {
             tls_verify: true,
             deflate: true,
             deflate_offers: Vec::new(),
+            reconnect: Default::default(),
         }
     }
 }

@@ -127,10 +127,13 @@ impl Handshake {
         let code = resp.code.unwrap_or(0);
         if code != 101 {
             let reason = resp.reason.unwrap_or("");
-            return Err(Error::new(
-                WSC_ERR_HANDSHAKE,
-                format!("handshake: server answered HTTP {code} {reason} instead of 101 Switching Protocols"),
-            ));
+            return Err(Error {
+                http_status: code,
+                ..Error::new(
+                    WSC_ERR_HANDSHAKE,
+                    format!("handshake: server answered HTTP {code} {reason} instead of 101 Switching Protocols"),
+                )
+            });
         }
         let header = |name: &str| -> Option<&str> {
             let mut found = resp
@@ -142,7 +145,12 @@ impl Handshake {
                 .and_then(|h| std::str::from_utf8(h.value).ok())
                 .map(str::trim)
         };
-        let refuse = |why: String| Err(Error::new(WSC_ERR_HANDSHAKE, format!("handshake: {why}")));
+        let refuse = |why: String| {
+            Err(Error {
+                http_status: 101,
+                ..Error::new(WSC_ERR_HANDSHAKE, format!("handshake: {why}"))
+            })
+        };
         if !header("Upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")) {
             return refuse("101 answer without `Upgrade: websocket`".into());
         }
@@ -168,7 +176,10 @@ impl Handshake {
             .map(|h| std::str::from_utf8(h.value).unwrap_or("\u{fffd}"))
             .collect();
         let deflate = deflate::accept_response(&extensions, &self.offered_deflate)
-            .map_err(|why| Error::new(WSC_ERR_HANDSHAKE, format!("handshake: {why}")))?;
+            .map_err(|why| Error {
+                http_status: 101,
+                ..Error::new(WSC_ERR_HANDSHAKE, format!("handshake: {why}"))
+            })?;
         Ok(Some(Accepted {
             subprotocol,
             deflate,

@@ -21,6 +21,7 @@ mod notify;
 mod outbox;
 mod output;
 mod protocol;
+mod reconnect;
 mod target;
 mod transport;
 mod worker;

@@ -4,7 +4,8 @@
 use crate::config::Config;
 use crate::error::Error;
 use crate::events::{
-    lock, Event, EventKind, EventQueue, CLOSE_ABNORMAL, CLOSE_LOCAL, CLOSE_REMOTE,
+    lock, Event, EventKind, EventQueue, CLOSE_ABNORMAL, CLOSE_LOCAL, CLOSE_RECONNECTING,
+    CLOSE_REMOTE,
 };
 use crate::heartbeat::{Beat, Heartbeat};
 use crate::outbox::Outbox;
@@ -40,6 +41,8 @@ pub struct Shared {
     pub state: AtomicU8,
     /// The client was freed: deliver nothing more and exit.
     pub stop: AtomicBool,
+    /// Automatic reconnect: what the caller changes between attempts.
+    pub reconnect: crate::reconnect::Live,
 }
 
 pub(crate) const STATE_IDLE: u8 = 0;
@@ -90,6 +93,13 @@ impl End {
             reason: Bytes::new(),
             flags,
             status,
+        }
+    }
+    fn ending(&self) -> crate::reconnect::Ending {
+        crate::reconnect::Ending {
+            status: self.status,
+            close_code: self.code,
+            http_status: self.error.as_ref().map_or(0, |e| e.http_status),
         }
     }
 }
@@ -214,9 +224,69 @@ impl Worker {
         }
     }
 
+    /// One connection, or with a reconnect policy a series of attempts until one ends for good.
     fn run_connection(&mut self) {
         let shared = Arc::clone(&self.shared);
-        let config = &shared.config;
+        // Reconnect attempts since the last open.
+        let mut attempt = 0u32;
+        loop {
+            let Some((end, unsent, opened)) = self.attempt() else {
+                return;
+            };
+            attempt = if opened { 1 } else { attempt + 1 };
+            let by_caller = shared.reconnect.closed.load(SeqCst);
+            let policy = &shared.config.reconnect;
+            let Some(delay) = policy.next_delay(&end.ending(), by_caller, attempt) else {
+                return self.finish(end, unsent);
+            };
+            self.end_attempt(end, unsent, false);
+            let mut ev = Event::new(EventKind::Reconnecting, Bytes::new());
+            ev.id = attempt.into();
+            ev.flags = delay.as_millis().min(u32::MAX.into()) as u32;
+            self.emit(ev);
+            self.deliver();
+            match self.back_off(delay) {
+                Some(true) => {}
+                Some(false) => {
+                    let reason = Bytes::from_static(b"closed while reconnecting");
+                    let end = End::clean(1006, reason, CLOSE_LOCAL | CLOSE_ABNORMAL);
+                    return self.finish(end, Vec::new());
+                }
+                None => return,
+            }
+            shared.reconnect.run_hook(attempt);
+        }
+    }
+
+    /// Waits out a reconnect delay on the poller, so that a close or free ends it at once.
+    /// Some(true): time for the next attempt; Some(false): the caller closed; None: freed.
+    fn back_off(&mut self, delay: Duration) -> Option<bool> {
+        let deadline = Instant::now() + delay;
+        loop {
+            if self.shared.stop.load(SeqCst) || lock(&self.shared.outbox.control).shutdown {
+                return None;
+            }
+            if self.shared.reconnect.closed.load(SeqCst) {
+                return Some(false);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Some(true);
+            }
+            if let Err(e) = self.poll.poll(&mut self.events, Some(deadline - now)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Some(true);
+                }
+            }
+        }
+    }
+
+    /// Connects and runs the connection. Returns how it ended, the messages in flight then,
+    /// and whether it had opened; None when the client was freed while open.
+    fn attempt(&mut self) -> Option<(End, Vec<Inflight>, bool)> {
+        let shared = Arc::clone(&self.shared);
+        let attempt_config = shared.reconnect.attempt_config(&shared.config);
+        let config = attempt_config.as_ref().unwrap_or(&shared.config);
         let opened = {
             let mut io = Io {
                 poll: &mut self.poll,
@@ -236,7 +306,7 @@ impl Worker {
                 } else {
                     End::failed(e, 1006, CLOSE_ABNORMAL)
                 };
-                return self.finish(end, Vec::new());
+                return Some((end, Vec::new(), false));
             }
         };
         let now = Instant::now();
@@ -245,14 +315,15 @@ impl Worker {
         let _ = shared
             .state
             .compare_exchange(STATE_CONNECTING, STATE_OPEN, SeqCst, SeqCst);
+        shared.outbox.resume();
         self.emit(Event::new(EventKind::Open, Bytes::from(opened.subprotocol)));
         self.deliver();
         match self.drive(&mut conn, now) {
-            Some(end) => {
-                let unsent = conn.inflight.drain(..).collect();
-                self.finish(end, unsent);
+            Some(end) => Some((end, conn.inflight.drain(..).collect(), true)),
+            None => {
+                self.leave_quietly(&mut conn);
+                None
             }
-            None => self.leave_quietly(&mut conn),
         }
     }
 
@@ -601,8 +672,20 @@ impl Worker {
     /// Reports the end: the error, every message that never reached the socket, then the one
     /// final `Close`.
     fn finish(&mut self, end: End, unsent: Vec<Inflight>) {
+        self.end_attempt(end, unsent, true);
+    }
+
+    /// Reports the end of one attempt: the error, the messages in flight, the queued ones if
+    /// this is the final end (or reconnect does not keep them), then its `Close`. Before
+    /// another attempt the `Close` is flagged and sends are accepted again (unless paused).
+    fn end_attempt(&mut self, end: End, unsent: Vec<Inflight>, last: bool) {
         let shared = Arc::clone(&self.shared);
-        shared.outbox.close_gate();
+        let drain_queue = last || !shared.config.reconnect.keep_queued;
+        if last {
+            shared.outbox.close_gate();
+        } else if drain_queue {
+            shared.outbox.pause_gate();
+        }
         if let Some(e) = &end.error {
             self.emit(Event::error(e));
         }
@@ -612,6 +695,9 @@ impl Worker {
             end.status
         };
         let queued = std::iter::from_fn(|| {
+            if !drain_queue {
+                return None;
+            }
             let out = shared.outbox.try_take()?;
             shared.outbox.release(out.len());
             let kind = kind_of(&out.msg);
@@ -632,8 +718,18 @@ impl Worker {
             ev.flags = crate::ffi::event::event_type(kind) as u32;
             self.emit(ev);
         }
-        shared.state.store(STATE_CLOSED, SeqCst);
-        self.emit(Event::close(end.code, end.reason, end.status, end.flags));
+        if last {
+            shared.state.store(STATE_CLOSED, SeqCst);
+            self.emit(Event::close(end.code, end.reason, end.status, end.flags));
+        } else {
+            shared.state.store(STATE_CONNECTING, SeqCst);
+            let flags = end.flags | CLOSE_RECONNECTING;
+            self.emit(Event::close(end.code, end.reason, end.status, flags));
+            shared.outbox.reopen();
+            if shared.reconnect.closed.load(SeqCst) {
+                shared.outbox.close_gate();
+            }
+        }
         self.deliver();
     }
 
