@@ -175,8 +175,8 @@ impl Handshake {
             .filter(|h| h.name.eq_ignore_ascii_case("Sec-WebSocket-Extensions"))
             .map(|h| std::str::from_utf8(h.value).unwrap_or("\u{fffd}"))
             .collect();
-        let deflate = deflate::accept_response(&extensions, &self.offered_deflate)
-            .map_err(|why| Error {
+        let deflate =
+            deflate::accept_response(&extensions, &self.offered_deflate).map_err(|why| Error {
                 http_status: 101,
                 ..Error::new(WSC_ERR_HANDSHAKE, format!("handshake: {why}"))
             })?;

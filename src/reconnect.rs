@@ -252,7 +252,10 @@ mod tests {
     fn backoff_doubles_up_to_the_maximum() {
         let p = on();
         let ms = |a| p.ceiling(a).as_millis();
-        assert_eq!([ms(1), ms(2), ms(3), ms(4), ms(5)], [100, 200, 400, 800, 1000]);
+        assert_eq!(
+            [ms(1), ms(2), ms(3), ms(4), ms(5)],
+            [100, 200, 400, 800, 1000]
+        );
         assert_eq!(ms(u32::MAX), 1000);
         let huge = Policy {
             initial_delay: Duration::from_millis(u32::MAX as u64),
@@ -292,7 +295,10 @@ mod tests {
             assert!(!p.retries(&failed(WSC_ERR_HANDSHAKE, http)), "{http} stops");
         }
         for http in [408, 429, 500, 502, 503] {
-            assert!(p.retries(&failed(WSC_ERR_HANDSHAKE, http)), "{http} retries");
+            assert!(
+                p.retries(&failed(WSC_ERR_HANDSHAKE, http)),
+                "{http} retries"
+            );
         }
         assert!(p.retries(&failed(WSC_ERR_HANDSHAKE, 0)), "hung up early");
     }
@@ -304,7 +310,8 @@ mod tests {
         p.set_rule(RuleKind::CloseCode, 1008, true).unwrap();
         p.set_rule(RuleKind::HttpStatus, 401, true).unwrap();
         p.set_rule(RuleKind::HttpStatus, 503, false).unwrap();
-        p.set_rule(RuleKind::Status, WSC_ERR_TLS.into(), true).unwrap();
+        p.set_rule(RuleKind::Status, WSC_ERR_TLS.into(), true)
+            .unwrap();
         assert!(!p.retries(&closed(1012)));
         assert!(p.retries(&closed(1008)));
         assert!(p.retries(&failed(WSC_ERR_HANDSHAKE, 401)));
@@ -343,7 +350,11 @@ mod tests {
         assert!(live.attempt_config(&base).is_none());
         live.set_header(&base, "X-TOKEN", "new").unwrap();
         let cfg = live.attempt_config(&base).unwrap();
-        let h: Vec<_> = cfg.headers.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        let h: Vec<_> = cfg
+            .headers
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
         assert_eq!(h, ["X-Other=c", "X-TOKEN=new"]);
         assert!(live.set_header(&base, "Host", "x").is_err());
         assert!(live.set_header(&base, "X-A", "b\r\nc").is_err());

@@ -127,6 +127,9 @@ mod tests {
         assert_eq!(super::WSC_CLOSE_LOCAL, crate::events::CLOSE_LOCAL);
         assert_eq!(super::WSC_CLOSE_REMOTE, crate::events::CLOSE_REMOTE);
         assert_eq!(super::WSC_CLOSE_ABNORMAL, crate::events::CLOSE_ABNORMAL);
-        assert_eq!(super::WSC_CLOSE_RECONNECTING, crate::events::CLOSE_RECONNECTING);
+        assert_eq!(
+            super::WSC_CLOSE_RECONNECTING,
+            crate::events::CLOSE_RECONNECTING
+        );
     }
 }
