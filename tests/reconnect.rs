@@ -1099,3 +1099,57 @@ fn bad_arguments_are_refused() {
         assert_eq!(msg.to_str().unwrap(), "WSC_ERR_INVALID_STATE");
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// Dead peers
+// ------------------------------------------------------------------------------------------
+
+/// The first connection completes the handshake and then goes silent (reads nothing, answers
+/// nothing); later ones complete it and answer the client's close.
+fn silent_first_server() -> (RawServer, Arc<AtomicUsize>) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    let server = RawServer::start(move |mut s| {
+        let n = c.fetch_add(1, SeqCst);
+        if raw_handshake(&mut s).is_err() {
+            return;
+        }
+        if n == 0 {
+            hold(s, Duration::from_secs(10));
+        } else if read_until_close(&mut s).is_some() {
+            let _ = write_frame(&mut s, 0x88, &1000u16.to_be_bytes());
+        }
+    });
+    (server, count)
+}
+
+#[test]
+fn a_dead_peer_found_by_the_heartbeat_is_reconnected() {
+    let _serial = serial();
+    let (server, count) = silent_first_server();
+    let cfg = reconnect_cfg(0, 1, 5).ping_interval(50).pong_timeout(200);
+    let (c, _) = TestClient::open(&server.url(), Some(&cfg), false);
+    let mut seen = Vec::new();
+    next_of(&c, WSC_EVENT_OPEN, &mut seen);
+    let error = of_type(&seen, WSC_EVENT_ERROR)[0].clone();
+    assert_eq!(error.status, WSC_ERR_TIMEOUT, "{seen:?}");
+    assert_eq!(count.load(SeqCst), 2);
+    assert_ok(c.close(1000, None), "close");
+    let events = until_final_close(&c);
+    assert_eq!(events.last().unwrap().close_code, 1000);
+}
+
+#[test]
+fn a_dead_peer_after_close_is_bounded_by_the_close_timeout_and_not_reconnected() {
+    let _serial = serial();
+    let (server, count) = silent_first_server();
+    let cfg = reconnect_cfg(0, 1, 5).close_timeout(300);
+    let (c, _) = TestClient::open(&server.url(), Some(&cfg), true);
+    assert_ok(c.close(1000, None), "close");
+    let events = until_final_close(&c);
+    let close = events.last().unwrap();
+    assert_eq!(close.status, WSC_ERR_TIMEOUT, "{events:?}");
+    assert_eq!(close.flags, WSC_CLOSE_LOCAL | WSC_CLOSE_ABNORMAL);
+    assert!(of_type(&events, WSC_EVENT_RECONNECTING).is_empty());
+    assert_eq!(count.load(SeqCst), 1);
+}
