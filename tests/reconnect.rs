@@ -143,18 +143,34 @@ fn check_attempts(events: &[OwnedEvent]) -> Vec<OwnedEvent> {
 // A real server process: examples/echo_server, killed with SIGKILL and restarted
 // ------------------------------------------------------------------------------------------
 
+/// The `echo_server` example next to this test binary (target/<profile>/examples), built
+/// first (a no-op when up to date; a plain `cargo test` builds it too).
 fn echo_server_binary() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let bin = target.join("debug/examples/echo_server");
-    // Build it (a no-op when up to date), as `cargo test` alone builds it too.
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--example", "echo_server"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>");
+    let target_dir = profile_dir.parent().expect("target dir");
+    let mut build = Command::new(env!("CARGO"));
+    build
+        .args([
+            "build",
+            "--quiet",
+            "--example",
+            "echo_server",
+            "--target-dir",
+        ])
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if profile_dir.ends_with("release") {
+        build.arg("--release");
+    }
+    let status = build
         .status()
         .expect("run cargo build --example echo_server");
     assert!(status.success(), "cargo build --example echo_server failed");
+    let bin = profile_dir.join("examples/echo_server");
     assert!(bin.exists(), "{} missing after the build", bin.display());
     bin
 }
