@@ -255,6 +255,9 @@ impl Worker {
                 None => return,
             }
             shared.reconnect.run_hook(attempt);
+            if shared.stop.load(SeqCst) {
+                return; // freed by the hook
+            }
         }
     }
 
