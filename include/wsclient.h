@@ -44,6 +44,22 @@
 #include <stdint.h>
 
 /**
+ * Chunk flag: more chunks of this message follow.
+ */
+#define CONTINUES 1
+
+/**
+ * Chunk flag: this chunk is not the first of its message.
+ */
+#define CONTINUATION 2
+
+/**
+ * The smallest chunk size: the longest UTF-8 sequence, so a text chunk always has room for
+ * one whole code point.
+ */
+#define MIN_CHUNK 4
+
+/**
  * `flags` of a `WSC_EVENT_CLOSE`: the client started the close (`wsc_client_close`, or a
  * server fault it answered with a close frame).
  */
@@ -65,6 +81,18 @@
  * (`WSC_EVENT_RECONNECTING` follows); not the last event.
  */
 #define WSC_CLOSE_RECONNECTING 8
+
+/**
+ * `flags` of a `WSC_EVENT_TEXT`/`WSC_EVENT_BINARY` in streaming mode (see
+ * `wsc_config_set_stream_chunk_size`): more chunks of this message follow.
+ */
+#define WSC_MESSAGE_CONTINUES 1
+
+/**
+ * `flags` of a `WSC_EVENT_TEXT`/`WSC_EVENT_BINARY` in streaming mode: this chunk is not the
+ * first of its message. A whole message in one event has neither bit.
+ */
+#define WSC_MESSAGE_CONTINUATION 2
 
 /**
  * Major version of the library this header belongs to.
@@ -130,6 +158,7 @@ typedef struct wsc_event {
   uint16_t close_code;
   /**
    * `WSC_EVENT_CLOSE`: `WSC_CLOSE_*` bits; `WSC_EVENT_SEND_FAILED`: the message type;
+   * `WSC_EVENT_TEXT`/`WSC_EVENT_BINARY`: `WSC_MESSAGE_*` bits (streaming mode only);
    * `WSC_EVENT_RECONNECTING`: the delay in ms; else 0.
    */
   uint32_t flags;
@@ -246,12 +275,15 @@ typedef int32_t wsc_reconnect_rule;
 #define WSC_EVENT_OPEN 1
 
 /**
- * A text message. `data`/`len`: its UTF-8 payload (not NUL-terminated).
+ * A text message. `data`/`len`: its UTF-8 payload (not NUL-terminated). In streaming mode
+ * (`wsc_config_set_stream_chunk_size`) possibly one chunk of it, valid UTF-8 on its own;
+ * `flags` then says which (`WSC_MESSAGE_*`).
  */
 #define WSC_EVENT_TEXT 2
 
 /**
- * A binary message. `data`/`len`: its payload.
+ * A binary message. `data`/`len`: its payload. In streaming mode possibly one chunk of it;
+ * `flags` then says which (`WSC_MESSAGE_*`).
  */
 #define WSC_EVENT_BINARY 3
 
@@ -475,6 +507,45 @@ wsc_status wsc_client_send_ping(struct wsc_client *client, const uint8_t *data, 
 wsc_status wsc_client_send(struct wsc_client *client, wsc_event_type type, const uint8_t *data, size_t len, uint64_t *out_id);
 
 /**
+ * Queues one piece of a message sent in pieces, so that a large message never has to be in
+ * memory whole: the first call starts a message of type `type` (`WSC_EVENT_TEXT` or
+ * `WSC_EVENT_BINARY`), later calls continue it, and the call with `final` true ends it
+ * (a single call with `final` true sends an ordinary one-frame message). Each piece is
+ * copied before this returns and written as its own frame: a text or binary frame for the
+ * first, continuation frames after, FIN on the final one. Empty pieces are allowed.
+ *
+ * `type` must be the same for every piece of a message: another type is refused with
+ * `WSC_ERR_INVALID_ARGUMENT`, leaving the message open. Text: the pieces together must be
+ * valid UTF-8; a piece may end (and the next begin) in the middle of a code point. A piece
+ * that makes the text invalid (or a final piece that leaves a code point incomplete) is
+ * refused with `WSC_ERR_INVALID_UTF8` and nothing is queued; the message stays open.
+ *
+ * Each piece is at most the max message size (`WSC_ERR_MESSAGE_TOO_LARGE`), counts against
+ * the send queue limit (`WSC_ERR_QUEUE_FULL`: not queued, the message stays open; retry
+ * later), and has its own send id (`out_id`, may be NULL). A piece that never reaches the
+ * socket is reported as its own `WSC_EVENT_SEND_FAILED` with that id and `flags` = `type`.
+ *
+ * One message in pieces is open at a time per client; pieces of it may come from any
+ * thread (calls are serialised, in call order). Whole messages sent meanwhile (from other
+ * threads, `wsc_client_send_*`) are not refused: the worker holds them back and sends them
+ * after the final piece, since RFC 6455 forbids interleaving two messages' frames; pings
+ * and pongs still go out between pieces. So finish what you open: until the final piece,
+ * every whole message waits. Held messages count against the send queue limit for whole
+ * sends but not for pieces, so a queue filled by held messages never keeps the final piece
+ * out (the queue may then hold up to twice the limit).
+ *
+ * With permessage-deflate in use, the message is compressed as one, piece by piece: each
+ * piece is flushed, so the server can decompress what it got.
+ *
+ * `wsc_client_close` (or a server close) while a message is open ends it unfinished: the
+ * pieces queued before the close are written, then the close frame (control frames may
+ * come between fragments); the server discards the partial message. Whole messages held
+ * back behind it are reported as `WSC_EVENT_SEND_FAILED`. Later calls fail with
+ * `WSC_ERR_NOT_CONNECTED`. Other failures as for `wsc_client_send`. Thread-safe.
+ */
+wsc_status wsc_client_send_fragment(struct wsc_client *client, wsc_event_type type, const uint8_t *data, size_t len, bool final, uint64_t *out_id);
+
+/**
  * Starts the close handshake with `code` and an optional UTF-8 `reason` (NULL for none, at
  * most 123 bytes) and returns at once, never blocking. Messages sent before it go out first;
  * sends after it fail with `WSC_ERR_NOT_CONNECTED`. `WSC_EVENT_CLOSE` follows once the
@@ -541,7 +612,8 @@ void wsc_client_free(struct wsc_client *client);
 /**
  * Creates a config with the defaults: TLS verification on, connect timeout 10 s, no pings,
  * pong timeout 10 s, close timeout 5 s, max message 64 MiB (frames too), send and receive
- * queues 128 MiB each, permessage-deflate offered.
+ * queues 128 MiB each, permessage-deflate offered, streaming off (max streamed message
+ * 4 GiB).
  *
  * Returns NULL only if memory is exhausted. The caller owns the config and frees it with
  * `wsc_config_free` exactly once; clients keep their own copy, so it may be freed as soon as
@@ -606,7 +678,9 @@ wsc_status wsc_config_set_close_timeout_ms(struct wsc_config *cfg, uint32_t ms);
  * A larger send is refused with `WSC_ERR_MESSAGE_TOO_LARGE`; a larger incoming message
  * closes the connection with 1009 as soon as the frame that crosses the limit arrives
  * (compressed messages: as soon as decompression crosses it), so at most the limit plus one
- * frame is ever buffered.
+ * frame is ever buffered. In streaming mode (`wsc_config_set_stream_chunk_size`) incoming
+ * messages are bounded by `wsc_config_set_max_streamed_message_size` instead; sends and
+ * each piece of `wsc_client_send_fragment` stay bounded by this.
  */
 wsc_status wsc_config_set_max_message_size(struct wsc_config *cfg, size_t bytes);
 
@@ -618,6 +692,46 @@ wsc_status wsc_config_set_max_message_size(struct wsc_config *cfg, size_t bytes)
  * read.
  */
 wsc_status wsc_config_set_max_frame_size(struct wsc_config *cfg, size_t bytes);
+
+/**
+ * Streaming mode for incoming messages: with `bytes` > 0, every text and binary message is
+ * delivered as it arrives, as a sequence of `WSC_EVENT_TEXT`/`WSC_EVENT_BINARY` events of at
+ * most `bytes` bytes each, so a message of any size never sits whole in memory. 0 (the
+ * default) turns streaming off: every message arrives whole, in one event. 1 to 3 are
+ * refused with `WSC_ERR_INVALID_ARGUMENT` (a text chunk needs room for a 4-byte code point).
+ *
+ * Each event's `flags` says where it sits: `WSC_MESSAGE_CONTINUES` (more chunks of this
+ * message follow) and `WSC_MESSAGE_CONTINUATION` (this chunk is not the first). A message
+ * that arrives in one frame of at most `bytes` bytes is one event with `flags` 0, exactly as
+ * without streaming. Chunks are cut as frames arrive: a chunk never spans two frames, so a
+ * server that fragments finely gives smaller chunks; the final chunk may be empty (when
+ * the final frame is). Chunks of one message are never interleaved with another message's
+ * (pings, pongs may come between them).
+ *
+ * Text: every chunk is valid UTF-8 on its own: a code point cut by a frame or chunk
+ * boundary is held back (at most 3 bytes) and starts the next chunk. Invalid UTF-8 fails
+ * the connection with 1007 (`WSC_ERR_INVALID_UTF8`) as soon as it is seen; chunks delivered
+ * before stay delivered, and no final chunk comes (the last one delivered has
+ * `WSC_MESSAGE_CONTINUES` set). The same holds for any failure or close mid-message.
+ *
+ * Limits in streaming mode: `wsc_config_set_max_message_size` no longer bounds incoming
+ * messages; `wsc_config_set_max_streamed_message_size` does (default 4 GiB). Each frame is
+ * still read whole, so `wsc_config_set_max_frame_size` (default: the max message size)
+ * bounds memory: at most one frame plus one chunk per connection, plus what poll mode
+ * queues (chunks count against `wsc_config_set_recv_queue_limit` like messages). Compressed
+ * messages (permessage-deflate) are decompressed one chunk at a time, never more.
+ */
+wsc_status wsc_config_set_stream_chunk_size(struct wsc_config *cfg, size_t bytes);
+
+/**
+ * Streaming mode (see `wsc_config_set_stream_chunk_size`): the largest incoming text or
+ * binary message, in bytes after decompression (default 4 GiB; 0: unlimited). It bounds
+ * how much one message may make the application consume (disk, time), not memory, which
+ * streaming bounds anyway. A message that grows past it fails the connection with 1009
+ * (`WSC_ERR_MESSAGE_TOO_LARGE`) as soon as the frame (or, compressed, the chunk) that
+ * crosses it arrives; nothing of that frame is delivered. Ignored when streaming is off.
+ */
+wsc_status wsc_config_set_max_streamed_message_size(struct wsc_config *cfg, uint64_t bytes);
 
 /**
  * Bytes that sends may queue ahead of the socket (default 128 MiB; 0 is refused). A send

@@ -30,9 +30,14 @@ pub struct Config {
     pub deflate_offers: Vec<Offer>,
     /// Automatic reconnect (off by default).
     pub reconnect: crate::reconnect::Policy,
+    /// Streaming: largest chunk of an incoming data message; 0: messages arrive whole.
+    pub stream_chunk_size: usize,
+    /// Streaming: largest incoming message (decompressed); 0: unlimited.
+    pub max_streamed_message_size: u64,
 }
 
 pub(crate) const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
+pub(crate) const DEFAULT_MAX_STREAMED: u64 = 4 << 30;
 
 impl Default for Config {
     fn default() -> Self {
@@ -53,6 +58,8 @@ impl Default for Config {
             deflate: true,
             deflate_offers: Vec::new(),
             reconnect: Default::default(),
+            stream_chunk_size: 0,
+            max_streamed_message_size: DEFAULT_MAX_STREAMED,
         }
     }
 }

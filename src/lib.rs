@@ -22,6 +22,7 @@ mod outbox;
 mod output;
 mod protocol;
 mod reconnect;
+mod stream;
 mod target;
 mod transport;
 mod worker;
