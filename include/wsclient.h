@@ -840,6 +840,12 @@ wsc_status wsc_config_add_deflate_offer(struct wsc_config *cfg, const char *para
  * `wsc_config_set_reconnect_keep_queued`. At the final end every message still queued is
  * reported as `WSC_EVENT_SEND_FAILED`, as without reconnect.
  *
+ * Messages in pieces (`wsc_client_send_fragment`): a message whose first piece went out on a
+ * connection that dropped cannot be continued on the next one, so its remaining pieces, up
+ * to and including the final one, come back as `WSC_EVENT_SEND_FAILED` (status
+ * `WSC_ERR_NOT_CONNECTED`) as the new connection reaches them; send it again from the start.
+ * Whole messages the worker held back behind it at the drop are handed back too.
+ *
  * `WSC_ERR_INVALID_ARGUMENT` for a NULL `cfg`, `initial_delay_ms` 0 or `initial_delay_ms >
  * max_delay_ms`.
  */

@@ -231,6 +231,9 @@ pub struct Worker {
     sink: Sink,
     batch: Vec<Event>,
     paused: bool,
+    /// Reconnect: a message in pieces was open on the connection that dropped; its remaining
+    /// pieces cannot continue it on another one and are handed back up to its last.
+    orphan_pieces: bool,
     poll: Poll,
     events: Events,
 }
@@ -245,6 +248,7 @@ pub fn spawn(
         sink,
         batch: Vec::new(),
         paused: false,
+        orphan_pieces: false,
         poll,
         events: Events::with_capacity(16),
     };
@@ -394,6 +398,7 @@ impl Worker {
                 }
                 // Reported in the order they were sent.
                 unsent.sort_by_key(|m| m.id);
+                self.orphan_pieces = conn.piece_open;
                 Some((end, unsent, true))
             }
             None => {
@@ -484,7 +489,8 @@ impl Worker {
     /// Hands queued messages to the session (then a requested close frame, in order) and
     /// flushes once per batch.
     fn pump(&mut self, conn: &mut Conn) -> io::Result<()> {
-        let outbox = &self.shared.outbox;
+        let shared = Arc::clone(&self.shared);
+        let outbox = &shared.outbox;
         let mut released = 0;
         while conn.sendable() && !conn.write_blocked && conn.ws.pending_output() < WRITE_BATCH {
             let Some(out) = conn.next_outgoing(outbox) else {
@@ -500,6 +506,11 @@ impl Worker {
                 break;
             };
             released += out.len();
+            if let Some(p) = out.piece.filter(|p| self.orphan_pieces && !p.first) {
+                self.orphan_pieces = !p.last;
+                self.hand_back_orphan(out);
+                continue;
+            }
             let (id, kind) = (out.id, kind_of_out(&out));
             let payload = conn.write(out);
             let end = conn.ws.written() + conn.ws.pending_output() as u64;
@@ -821,6 +832,20 @@ impl Worker {
             }
         }
         self.deliver();
+    }
+
+    /// Reconnect: a piece of a message begun on a connection that dropped.
+    fn hand_back_orphan(&mut self, out: Outgoing) {
+        let kind = kind_of_out(&out);
+        let data = match out.msg {
+            Message::Binary(b) => b,
+            _ => Bytes::new(),
+        };
+        let mut ev = Event::new(EventKind::SendFailed, data);
+        ev.status = WSC_ERR_NOT_CONNECTED;
+        ev.id = out.id;
+        ev.flags = crate::ffi::event::event_type(kind) as u32;
+        self.emit(ev);
     }
 
     fn emit(&mut self, ev: Event) {

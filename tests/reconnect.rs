@@ -1169,3 +1169,65 @@ fn a_dead_peer_after_close_is_bounded_by_the_close_timeout_and_not_reconnected()
     assert!(of_type(&events, WSC_EVENT_RECONNECTING).is_empty());
     assert_eq!(count.load(SeqCst), 1);
 }
+
+// ------------------------------------------------------------------------------------------
+// A message in pieces cut by a drop
+// ------------------------------------------------------------------------------------------
+
+fn send_piece(c: &TestClient, data: &[u8], last: bool) -> u64 {
+    let mut id = 0;
+    let st = unsafe {
+        wsc_client_send_fragment(
+            c.raw(),
+            WSC_EVENT_BINARY,
+            data.as_ptr(),
+            data.len(),
+            last,
+            &mut id,
+        )
+    };
+    assert_ok(st, "wsc_client_send_fragment");
+    id
+}
+
+#[test]
+fn pieces_of_a_message_cut_by_a_drop_are_handed_back_not_continued() {
+    let _serial = serial();
+    let go = Arc::new(AtomicBool::new(false));
+    let go2 = go.clone();
+    let (server, count) = counting_server(move |n, mut ws, log| {
+        if n == 0 {
+            wait_flag(&go2);
+            server_close(&mut ws, 1012, "restart");
+            drain_loop(&mut ws, log);
+        } else {
+            echo_loop(ws, log);
+        }
+    });
+    let (c, _) = TestClient::open(&server.url(), Some(&reconnect_cfg(0, 1, 5)), false);
+    send_piece(&c, b"first", false);
+    let deadline = Instant::now() + WAIT;
+    while c.buffered() != 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    go.store(true, SeqCst);
+    let mut seen = Vec::new();
+    next_of(&c, WSC_EVENT_OPEN, &mut seen);
+    // The rest of the message cannot continue on the new connection: handed back.
+    let second = send_piece(&c, b"second", false);
+    let last = send_piece(&c, b"last", true);
+    assert_ok(c.send_text("whole"), "send a whole message");
+    let (echo, skipped) = c.wait_for(WSC_EVENT_TEXT, WAIT);
+    assert_eq!(echo.text(), "whole");
+    let failed: Vec<(u64, String)> = of_type(&skipped, WSC_EVENT_SEND_FAILED)
+        .iter()
+        .map(|e| (e.id, e.text()))
+        .collect();
+    assert_eq!(failed, [(second, "second".into()), (last, "last".into())]);
+    // A new message in pieces works on the new connection.
+    send_piece(&c, b"new ", false);
+    send_piece(&c, b"message", true);
+    let (echo, _) = c.wait_for(WSC_EVENT_BINARY, WAIT);
+    assert_eq!(echo.data, b"new message");
+    assert_eq!(count.load(SeqCst), 2);
+}
