@@ -43,6 +43,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define DEFAULT_MAX_REDIRECTS 3
+
 /**
  * Chunk flag: more chunks of this message follow.
  */
@@ -409,14 +411,23 @@ typedef int32_t wsc_reconnect_rule;
  */
 #define WSC_ERR_INVALID_STATE 14
 
+/**
+ * What was asked for does not exist, e.g. a response header the server did not send
+ * (`wsc_client_response_header`). (Value 20: 15-19 are left to other additions.)
+ */
+#define WSC_ERR_NOT_FOUND 20
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
 
 /**
  * Creates a client for `url` (`ws://` or `wss://`, host required, port 1-65535, no
- * fragment, no `user:pass@`). The URL is parsed and checked now; the network is not touched
- * until `wsc_client_connect`.
+ * fragment). The URL is parsed and checked now; the network is not touched until
+ * `wsc_client_connect`. A `user:password@` in the URL is percent-decoded and sent as
+ * `Authorization: Basic` (see `wsc_config_set_bearer_token` for precedence); it is removed
+ * from the URL everywhere else (request line, `Host`, error messages), and a user name
+ * containing `:` is refused.
  *
  * `cfg` may be NULL for the defaults; it is copied, so the caller may free it afterwards.
  * On success `*out` receives a client that the caller owns and frees with `wsc_client_free`
@@ -631,7 +642,9 @@ void wsc_config_free(struct wsc_config *cfg);
  * a name may repeat. `name` must be an HTTP token; `value` must not contain CR, LF or NUL.
  * Headers the handshake owns (`Host`, `Upgrade`, `Connection`, `Sec-WebSocket-*`,
  * `Content-Length`, `Transfer-Encoding`) are refused with `WSC_ERR_INVALID_ARGUMENT`.
- * Both strings are copied. Header values are never logged.
+ * Both strings are copied. Header values are never logged. `Authorization` and `Cookie`
+ * are not sent to another origin after a redirect (see `wsc_config_set_max_redirects`);
+ * for `Host` see `wsc_config_set_host_header`.
  */
 wsc_status wsc_config_add_header(struct wsc_config *cfg, const char *name, const char *value);
 
@@ -879,6 +892,91 @@ wsc_status wsc_config_set_reconnect_keep_queued(struct wsc_config *cfg, bool kee
 wsc_status wsc_config_set_reconnect_rule(struct wsc_config *cfg, wsc_reconnect_rule kind, int32_t value, bool retry);
 
 /**
+ * How many HTTP redirects (301, 302, 303, 307, 308) a connect follows (default 3; 0: none,
+ * then a redirect answer fails the connect with `WSC_ERR_HANDSHAKE`, the status and the
+ * `Location` in the message). Every hop is a new TCP (and TLS) connection; all hops share
+ * the one connect timeout. `Location` is resolved against the current URL; `http://` and
+ * `https://` become `ws://` and `wss://`; `ws://` to `wss://` is followed, `wss://` to
+ * `ws://` is refused (`WSC_ERR_HANDSHAKE`). More redirects than `n` give
+ * `WSC_ERR_HANDSHAKE`. As curl does, the `Authorization` and `Cookie` headers (from
+ * `wsc_config_add_header`, `wsc_config_add_cookie`, `wsc_config_set_bearer_token` or the
+ * URL's `user:password@`) are sent only while scheme, host and port are those of the URL
+ * given to `wsc_client_new`; other headers go to every hop.
+ */
+wsc_status wsc_config_set_max_redirects(struct wsc_config *cfg, uint32_t n);
+
+/**
+ * Adds a cookie, sent as `name=value` in the handshake's `Cookie` header; all cookies go
+ * in one header, in the order added, after any `Cookie` values given to
+ * `wsc_config_add_header`. `name` must be an HTTP token and `value` a cookie value (RFC 6265:
+ * no spaces, `"`, `,`, `;`, `\` or control characters, optionally in double quotes);
+ * otherwise `WSC_ERR_INVALID_ARGUMENT` (the value is not shown in the detail). Both strings
+ * are copied. Not sent to another origin after a redirect (see
+ * `wsc_config_set_max_redirects`). Cookies the server sets are not stored. Never logged.
+ */
+wsc_status wsc_config_add_cookie(struct wsc_config *cfg, const char *name, const char *value);
+
+/**
+ * Sends `Authorization: Bearer <token>` with the handshake (RFC 6750). `token` must be
+ * non-empty printable ASCII without spaces (`WSC_ERR_INVALID_ARGUMENT` otherwise, or for
+ * NULL); copied; a later call replaces it. It replaces Basic credentials from the URL; an
+ * `Authorization` header added with `wsc_config_add_header` takes precedence over both.
+ * Not sent to another origin after a redirect. Never logged or put in error messages.
+ */
+wsc_status wsc_config_set_bearer_token(struct wsc_config *cfg, const char *token);
+
+/**
+ * Sends `value` as the handshake's `Host` header instead of the URL's host and port, e.g.
+ * to reach a virtual host by IP address. `value` is `host[:port]` (no spaces, `/`, `@`,
+ * `?`, `#` or control characters; `WSC_ERR_INVALID_ARGUMENT` otherwise, or for NULL);
+ * copied. TCP still connects to the URL's host, and TLS still verifies it (see
+ * `wsc_config_set_tls_server_name`). After a redirect to another host, that host's own name
+ * is sent. (`Host` cannot be set with `wsc_config_add_header`.)
+ */
+wsc_status wsc_config_set_host_header(struct wsc_config *cfg, const char *value);
+
+/**
+ * The HTTP status of the handshake's answer into `*out`: 101 once `WSC_EVENT_OPEN` was
+ * delivered; after a failed connect, the status of the last answer received (e.g. 401, or
+ * a redirect's 3xx when redirects are not followed), available from its `WSC_EVENT_ERROR`.
+ *
+ * Returns `WSC_ERR_INVALID_STATE` while there is no answer (before the handshake finished,
+ * or when the connect failed before any answer: DNS, TCP, TLS, timeout), and
+ * `WSC_ERR_INVALID_ARGUMENT` for NULL. `*out` is written only on success. Thread-safe: the
+ * worker stores the answer once, before delivering OPEN or ERROR, and never changes it.
+ */
+wsc_status wsc_client_response_status(const struct wsc_client *client, uint16_t *out);
+
+/**
+ * The first value of the response header `name` (case-insensitive, e.g. `"X-Server"`) of
+ * the handshake's answer: `*value` points at `*len` bytes, followed by a NUL that is not
+ * counted (so it may be used as a C string). Which answer: see `wsc_client_response_status`.
+ *
+ * The bytes belong to the client and stay valid and unchanged until `wsc_client_free`;
+ * never free or write them. Returns `WSC_ERR_NOT_FOUND` if the answer has no such header,
+ * `WSC_ERR_INVALID_STATE` while there is no answer, `WSC_ERR_INVALID_ARGUMENT` for NULL
+ * arguments. Outputs are written only on success. Thread-safe, also from a callback.
+ */
+wsc_status wsc_client_response_header(const struct wsc_client *client, const char *name, const uint8_t **value, size_t *len);
+
+/**
+ * The number of headers in the handshake's answer (see `wsc_client_response_status` for
+ * which answer); 0 while there is none and for NULL. Thread-safe.
+ */
+size_t wsc_client_response_header_count(const struct wsc_client *client);
+
+/**
+ * The header at `index` (0 .. count-1, in the order the server sent them, repeats kept) of
+ * the handshake's answer: name in `*name`/`*name_len` as the server spelled it, value in
+ * `*value`/`*value_len`. Both are followed by an uncounted NUL and stay valid until
+ * `wsc_client_free`, like `wsc_client_response_header`. Returns `WSC_ERR_NOT_FOUND` for an
+ * index past the last header, `WSC_ERR_INVALID_STATE` while there is no answer,
+ * `WSC_ERR_INVALID_ARGUMENT` for NULL arguments. Outputs are written only on success.
+ * Thread-safe.
+ */
+wsc_status wsc_client_response_header_at(const struct wsc_client *client, size_t index, const char **name, size_t *name_len, const uint8_t **value, size_t *value_len);
+
+/**
  * Returns a static, NUL-terminated name for `status`, e.g. `"WSC_ERR_TLS"`.
  * Unknown values give `"WSC_ERR_UNKNOWN"`. Never returns NULL. Thread-safe.
  */
@@ -899,6 +997,65 @@ const char *wsc_last_error(void);
  * `WSC_VERSION_*` macros to detect a header/library mismatch. Never returns NULL.
  */
 const char *wsc_version(void);
+
+/**
+ * Presents a client certificate for mutual TLS on `wss://` connections, read from two PEM
+ * files (they may be the same file): `cert_pem_path` holds the certificate, optionally
+ * followed by its intermediate CA certificates; `key_pem_path` holds its private key as
+ * unencrypted PKCS#8 (`-----BEGIN PRIVATE KEY-----`).
+ *
+ * Both files are read and parsed now, and the key is checked against the certificate:
+ * an unreadable file, a malformed certificate, a key that is not the certificate's, and a
+ * PKCS#1 (`BEGIN RSA PRIVATE KEY`), SEC1 (`BEGIN EC PRIVATE KEY`) or passphrase-protected
+ * key give `WSC_ERR_TLS` (the detail says how to convert the key:
+ * `openssl pkcs8 -topk8 -nocrypt -in key.pem -out key8.pem`) and change nothing. NULL
+ * arguments give `WSC_ERR_INVALID_ARGUMENT`.
+ *
+ * The key's PEM text is not kept: the parsed key lives in the TLS library until the config
+ * and every client made from it are freed. A later call replaces the certificate. The
+ * certificate is only sent when a server asks for one.
+ */
+wsc_status wsc_config_set_client_cert(struct wsc_config *cfg, const char *cert_pem_path, const char *key_pem_path);
+
+/**
+ * Like `wsc_config_set_client_cert`, from memory: `cert_pem` (`cert_len` bytes) holds the
+ * PEM certificate chain, `key_pem` (`key_len` bytes) the PEM PKCS#8 private key; no NUL
+ * terminator needed. Both buffers are parsed before this returns and no pointer is kept
+ * (the caller may wipe and free them at once). Same errors as `wsc_config_set_client_cert`;
+ * a NULL buffer gives `WSC_ERR_INVALID_ARGUMENT` whatever its length.
+ */
+wsc_status wsc_config_set_client_cert_pem(struct wsc_config *cfg, const uint8_t *cert_pem, size_t cert_len, const uint8_t *key_pem, size_t key_len);
+
+/**
+ * Trusts the CA certificates in the PEM text `pem` (`len` bytes, one or more
+ * `BEGIN CERTIFICATE` blocks, no NUL terminator needed) for `wss://`, in addition to the
+ * system roots and any `wsc_config_set_ca_file`: the in-memory twin of that function. Parsed
+ * now and copied; invalid PEM or no certificate gives `WSC_ERR_TLS` and changes nothing;
+ * a NULL `pem` gives `WSC_ERR_INVALID_ARGUMENT`. May be called repeatedly.
+ */
+wsc_status wsc_config_add_ca_pem(struct wsc_config *cfg, const uint8_t *pem_data, size_t len);
+
+/**
+ * Connects to the URL's host (or IP address) but sends `name` as the TLS server name (SNI)
+ * and verifies the server's certificate against `name` instead of the URL's host. `name` is
+ * a DNS name or an IP address (`WSC_ERR_INVALID_ARGUMENT` otherwise, or for NULL); copied.
+ * The HTTP `Host` header still follows the URL (see `wsc_config_set_host_header`).
+ * Used for servers reached by IP address or through a tunnel whose certificate names
+ * their public name. After a redirect to another host the new host's own name is used.
+ * Verification stays fully on: this only changes which name is checked.
+ */
+wsc_status wsc_config_set_tls_server_name(struct wsc_config *cfg, const char *name);
+
+/**
+ * Turns only the check that the certificate names the server on (`true`, the default) or
+ * off; the certificate chain is still verified against the trusted roots (unless
+ * `wsc_config_set_tls_verify(cfg, false)` turned all verification off).
+ *
+ * DANGER: with `false`, anyone holding any certificate from a trusted CA (for any site)
+ * can impersonate the server. Prefer `wsc_config_set_tls_server_name` to name the
+ * certificate's host; use this only for test setups.
+ */
+wsc_status wsc_config_set_tls_verify_hostname(struct wsc_config *cfg, bool verify);
 
 #ifdef __cplusplus
 }  // extern "C"

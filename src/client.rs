@@ -56,6 +56,7 @@ impl Client {
             state: AtomicU8::new(STATE_IDLE),
             stop: AtomicBool::new(false),
             reconnect: Default::default(),
+            response: std::sync::OnceLock::new(),
         };
         Ok(Client {
             shared: Arc::new(shared),
@@ -315,6 +316,12 @@ impl Client {
             worker::STATE_CLOSING => State::Closing,
             _ => State::Closed,
         }
+    }
+
+    /// The handshake's answer: the 101 from OPEN on, or the last answer of a failed connect
+    /// from its ERROR event on; None before, or when no answer came.
+    pub fn response(&self) -> Option<&crate::http_extras::Response> {
+        self.shared.response.get()
     }
 
     /// Bytes accepted by send calls and not yet handed to the socket.

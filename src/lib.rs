@@ -17,6 +17,7 @@ mod error;
 mod events;
 mod handshake;
 mod heartbeat;
+mod http_extras;
 mod notify;
 mod outbox;
 mod output;
@@ -24,6 +25,7 @@ mod protocol;
 mod reconnect;
 mod stream;
 mod target;
+mod tls_options;
 mod transport;
 mod worker;
 

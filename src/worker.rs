@@ -43,6 +43,8 @@ pub struct Shared {
     pub stop: AtomicBool,
     /// Automatic reconnect: what the caller changes between attempts.
     pub reconnect: crate::reconnect::Live,
+    /// The handshake's last answer, set once before OPEN (or the connect failure's ERROR).
+    pub response: std::sync::OnceLock<crate::http_extras::Response>,
 }
 
 pub(crate) const STATE_IDLE: u8 = 0;
@@ -352,8 +354,13 @@ impl Worker {
                 events: &mut self.events,
                 outbox: &shared.outbox,
                 deadline: Instant::now() + config.connect_timeout,
+                response: None,
             };
-            transport::open(&mut io, &shared.target, config)
+            let opened = transport::open(&mut io, &shared.target, config);
+            if let Some(answer) = io.response.take() {
+                let _ = shared.response.set(answer);
+            }
+            opened
         };
         let opened = match opened {
             Ok(o) => o,

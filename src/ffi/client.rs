@@ -14,7 +14,7 @@ use std::time::Duration;
 
 /// A WebSocket client. Create with `wsc_client_new`, free with `wsc_client_free`.
 pub struct wsc_client {
-    inner: Client,
+    pub(crate) inner: Client,
     /// Poll mode: the event whose data the caller is looking at, kept until the next poll.
     current: Mutex<Option<Event>>,
 }
@@ -44,8 +44,11 @@ pub const WSC_STATE_CLOSING: wsc_state = 3;
 pub const WSC_STATE_CLOSED: wsc_state = 4;
 
 /// Creates a client for `url` (`ws://` or `wss://`, host required, port 1-65535, no
-/// fragment, no `user:pass@`). The URL is parsed and checked now; the network is not touched
-/// until `wsc_client_connect`.
+/// fragment). The URL is parsed and checked now; the network is not touched until
+/// `wsc_client_connect`. A `user:password@` in the URL is percent-decoded and sent as
+/// `Authorization: Basic` (see `wsc_config_set_bearer_token` for precedence); it is removed
+/// from the URL everywhere else (request line, `Host`, error messages), and a user name
+/// containing `:` is refused.
 ///
 /// `cfg` may be NULL for the defaults; it is copied, so the caller may free it afterwards.
 /// On success `*out` receives a client that the caller owns and frees with `wsc_client_free`

@@ -49,7 +49,7 @@ pub unsafe extern "C" fn wsc_config_free(cfg: *mut wsc_config) {
 }
 
 /// Runs a setter on the config behind `cfg`.
-unsafe fn with(
+pub(crate) unsafe fn with(
     cfg: *mut wsc_config,
     f: impl FnOnce(&mut Config) -> crate::Result<()>,
 ) -> wsc_status {
@@ -61,7 +61,9 @@ unsafe fn with(
 /// a name may repeat. `name` must be an HTTP token; `value` must not contain CR, LF or NUL.
 /// Headers the handshake owns (`Host`, `Upgrade`, `Connection`, `Sec-WebSocket-*`,
 /// `Content-Length`, `Transfer-Encoding`) are refused with `WSC_ERR_INVALID_ARGUMENT`.
-/// Both strings are copied. Header values are never logged.
+/// Both strings are copied. Header values are never logged. `Authorization` and `Cookie`
+/// are not sent to another origin after a redirect (see `wsc_config_set_max_redirects`);
+/// for `Host` see `wsc_config_set_host_header`.
 #[no_mangle]
 pub unsafe extern "C" fn wsc_config_add_header(
     cfg: *mut wsc_config,
