@@ -28,6 +28,8 @@ pub struct Config {
     pub deflate: bool,
     /// The caller's permessage-deflate offers, most preferred first; empty: the default one.
     pub deflate_offers: Vec<Offer>,
+    /// Automatic reconnect (off by default).
+    pub reconnect: crate::reconnect::Policy,
     /// Client certificate, server name override, host name check (`tls_options.rs`).
     pub tls: crate::tls_options::TlsOptions,
     /// Redirects, cookies, bearer token, `Host` override (`http_extras.rs`).
@@ -65,6 +67,7 @@ impl Default for Config {
             tls_verify: true,
             deflate: true,
             deflate_offers: Vec::new(),
+            reconnect: Default::default(),
             tls: Default::default(),
             http: Default::default(),
             proxy: None,

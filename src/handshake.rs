@@ -175,18 +175,24 @@ impl Handshake {
                     status: code,
                     location: l.to_owned(),
                 })),
-                _ => Err(Error::new(
-                    WSC_ERR_HANDSHAKE,
-                    format!("handshake: server answered HTTP {code} without a usable Location"),
-                )),
+                _ => Err(Error {
+                    http_status: code,
+                    ..Error::new(
+                        WSC_ERR_HANDSHAKE,
+                        format!("handshake: server answered HTTP {code} without a usable Location"),
+                    )
+                }),
             };
         }
         if code != 101 {
             let reason = resp.reason.unwrap_or("");
-            return Err(Error::new(
-                WSC_ERR_HANDSHAKE,
-                format!("handshake: server answered HTTP {code} {reason} instead of 101 Switching Protocols"),
-            ));
+            return Err(Error {
+                http_status: code,
+                ..Error::new(
+                    WSC_ERR_HANDSHAKE,
+                    format!("handshake: server answered HTTP {code} {reason} instead of 101 Switching Protocols"),
+                )
+            });
         }
         let header = |name: &str| -> Option<&str> {
             let mut found = resp
@@ -198,7 +204,12 @@ impl Handshake {
                 .and_then(|h| std::str::from_utf8(h.value).ok())
                 .map(str::trim)
         };
-        let refuse = |why: String| Err(Error::new(WSC_ERR_HANDSHAKE, format!("handshake: {why}")));
+        let refuse = |why: String| {
+            Err(Error {
+                http_status: 101,
+                ..Error::new(WSC_ERR_HANDSHAKE, format!("handshake: {why}"))
+            })
+        };
         if !header("Upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")) {
             return refuse("101 answer without `Upgrade: websocket`".into());
         }
@@ -223,8 +234,11 @@ impl Handshake {
             .filter(|h| h.name.eq_ignore_ascii_case("Sec-WebSocket-Extensions"))
             .map(|h| std::str::from_utf8(h.value).unwrap_or("\u{fffd}"))
             .collect();
-        let deflate = deflate::accept_response(&extensions, &self.offered_deflate)
-            .map_err(|why| Error::new(WSC_ERR_HANDSHAKE, format!("handshake: {why}")))?;
+        let deflate =
+            deflate::accept_response(&extensions, &self.offered_deflate).map_err(|why| Error {
+                http_status: 101,
+                ..Error::new(WSC_ERR_HANDSHAKE, format!("handshake: {why}"))
+            })?;
         Ok(Some(Outcome::Accepted(Accepted {
             subprotocol,
             deflate,

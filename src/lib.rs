@@ -24,6 +24,7 @@ mod outbox;
 mod output;
 mod protocol;
 mod proxy;
+mod reconnect;
 mod stream;
 mod target;
 mod tls_options;

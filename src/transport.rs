@@ -209,7 +209,12 @@ pub fn open(io: &mut Io, target: &Target, config: &Config) -> Result<Opened> {
                     &location,
                     redirects,
                     config.http.max_redirects,
-                )?;
+                )
+                // A redirect not followed is a refusal with that status (reconnect stops).
+                .map_err(|e| Error {
+                    http_status: status,
+                    ..e
+                })?;
                 redirects += 1;
             }
             Err(mut e) if redirects > 0 => {
