@@ -461,6 +461,16 @@ fn counting_server(
     (server, count)
 }
 
+/// The server counts a connection when its handler starts, which can be just after the
+/// client saw OPEN: wait for the count to reach `n`, then check it is exactly `n`.
+fn assert_count(count: &AtomicUsize, n: usize, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    while count.load(SeqCst) < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(count.load(SeqCst), n, "{what}");
+}
+
 fn close_then_echo(code: u16) -> impl Fn(usize, ServerWs, &ServerLog) + Send + Sync {
     move |n, mut ws, log| {
         if n == 0 {
@@ -483,7 +493,7 @@ fn a_server_close_with_1008_stops_and_1012_retries() {
     let close = final_close(&events);
     assert_eq!((close.close_code, close.flags), (1008, WSC_CLOSE_REMOTE));
     assert!(of_type(&events, WSC_EVENT_RECONNECTING).is_empty());
-    assert_eq!(count.load(SeqCst), 1, "one connection");
+    assert_count(&count, 1, "one connection");
 
     // 1012 service restart: reconnects and works.
     for callback in [false, true] {
@@ -501,7 +511,7 @@ fn a_server_close_with_1008_stops_and_1012_retries() {
         assert_ok(c.send_text("after"), "send");
         let (echo, _) = c.wait_for(WSC_EVENT_TEXT, WAIT);
         assert_eq!(echo.text(), "after");
-        assert_eq!(count.load(SeqCst), 2);
+        assert_count(&count, 2, "connections");
         assert_ok(c.close(1000, None), "close");
         let events = c.until_close(WAIT);
         assert_eq!(final_close(&events).flags, WSC_CLOSE_LOCAL);
@@ -519,7 +529,7 @@ fn rules_turn_a_stopping_code_into_a_retry_and_back() {
     let mut seen = Vec::new();
     next_of(&c, WSC_EVENT_RECONNECTING, &mut seen);
     c.expect_open();
-    assert_eq!(count.load(SeqCst), 2);
+    assert_count(&count, 2, "connections");
     drop(c);
 
     let cfg = reconnect_cfg(0, 1, 5);
@@ -529,7 +539,7 @@ fn rules_turn_a_stopping_code_into_a_retry_and_back() {
     c.expect_open();
     let events = c.until_close(WAIT);
     assert_eq!(final_close(&events).close_code, 1012);
-    assert_eq!(count.load(SeqCst), 1);
+    assert_count(&count, 1, "connections");
 }
 
 /// A raw server answering the first `refusals` upgrades with `status`, then accepting and
@@ -568,7 +578,7 @@ fn a_401_handshake_stops_and_a_503_retries() {
         let close = final_close(&events);
         assert_eq!(close.status, WSC_ERR_HANDSHAKE);
         assert_eq!(close.flags & WSC_CLOSE_RECONNECTING, 0);
-        assert_eq!(count.load(SeqCst), 1, "{status}: one attempt");
+        assert_count(&count, 1, &format!("{status}: one attempt"));
     }
 
     let (server, count) = refusing_server("503 Service Unavailable", 2);
@@ -593,14 +603,14 @@ fn a_401_handshake_stops_and_a_503_retries() {
         assert_eq!(close.flags, WSC_CLOSE_ABNORMAL | WSC_CLOSE_RECONNECTING);
         assert_eq!((close.close_code, close.status), (1006, WSC_ERR_HANDSHAKE));
     }
-    assert_eq!(count.load(SeqCst), 3);
+    assert_count(&count, 3, "connections");
     // A rule can make a 401 retry (e.g. after the reconnect callback refreshed a token).
     let cfg = reconnect_cfg(0, 1, 5);
     rule(&cfg, WSC_RECONNECT_HTTP_STATUS, 401, true);
     let (server, count) = refusing_server("401 Unauthorized", 1);
     let c = TestClient::start(&server.url(), Some(&cfg), false);
     next_of(&c, WSC_EVENT_OPEN, &mut Vec::new());
-    assert_eq!(count.load(SeqCst), 2);
+    assert_count(&count, 2, "connections");
 }
 
 #[test]
@@ -832,7 +842,7 @@ fn close_while_connected_stops_reconnecting() {
     let events = c.until_close(WAIT);
     let close = final_close(&events);
     assert_eq!((close.close_code, close.flags), (1000, WSC_CLOSE_LOCAL));
-    assert_eq!(count.load(SeqCst), 1);
+    assert_count(&count, 1, "connections");
 }
 
 unsafe extern "C" fn close_in_hook(_: *mut c_void, client: *mut wsc_client, _: u32) {
@@ -1149,7 +1159,7 @@ fn a_dead_peer_found_by_the_heartbeat_is_reconnected() {
     next_of(&c, WSC_EVENT_OPEN, &mut seen);
     let error = of_type(&seen, WSC_EVENT_ERROR)[0].clone();
     assert_eq!(error.status, WSC_ERR_TIMEOUT, "{seen:?}");
-    assert_eq!(count.load(SeqCst), 2);
+    assert_count(&count, 2, "connections");
     assert_ok(c.close(1000, None), "close");
     let events = until_final_close(&c);
     assert_eq!(events.last().unwrap().close_code, 1000);
@@ -1167,7 +1177,7 @@ fn a_dead_peer_after_close_is_bounded_by_the_close_timeout_and_not_reconnected()
     assert_eq!(close.status, WSC_ERR_TIMEOUT, "{events:?}");
     assert_eq!(close.flags, WSC_CLOSE_LOCAL | WSC_CLOSE_ABNORMAL);
     assert!(of_type(&events, WSC_EVENT_RECONNECTING).is_empty());
-    assert_eq!(count.load(SeqCst), 1);
+    assert_count(&count, 1, "connections");
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1229,5 +1239,5 @@ fn pieces_of_a_message_cut_by_a_drop_are_handed_back_not_continued() {
     send_piece(&c, b"message", true);
     let (echo, _) = c.wait_for(WSC_EVENT_BINARY, WAIT);
     assert_eq!(echo.data, b"new message");
-    assert_eq!(count.load(SeqCst), 2);
+    assert_count(&count, 2, "connections");
 }
