@@ -1,5 +1,6 @@
 //! Connection settings, validated when they are set so a bad value fails at the call that made it.
 
+use crate::backpressure::FlowConfig;
 use crate::deflate::Offer;
 use crate::error::{Error, Result};
 use std::time::Duration;
@@ -28,6 +29,8 @@ pub struct Config {
     pub deflate: bool,
     /// The caller's permessage-deflate offers, most preferred first; empty: the default one.
     pub deflate_offers: Vec<Offer>,
+    /// Watermarks, blocking sends, send rate limit.
+    pub flow: FlowConfig,
 }
 
 pub(crate) const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
@@ -50,6 +53,10 @@ impl Default for Config {
             tls_verify: true,
             deflate: true,
             deflate_offers: Vec::new(),
+            flow: FlowConfig {
+                rate_burst: crate::ratelimit::DEFAULT_BURST,
+                ..FlowConfig::default()
+            },
         }
     }
 }

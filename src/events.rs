@@ -24,6 +24,10 @@ pub enum EventKind {
     Error,
     /// A message accepted by a send call that never reached the socket; `data` is its payload.
     SendFailed,
+    /// The send queue rose to the high watermark; `id` is the bytes queued.
+    BufferHigh,
+    /// The send queue fell back to the low watermark; `id` is the bytes queued.
+    BufferLow,
 }
 
 /// Who ended the connection, carried by `Close` events in `flags`.
@@ -254,6 +258,11 @@ impl EventQueue {
                 }
             };
         }
+    }
+
+    /// Bytes of received data waiting for the caller.
+    pub fn queued_bytes(&self) -> usize {
+        self.bytes.load(SeqCst)
     }
 
     /// Whether the worker is paused on this queue (it checks this before resuming reads).

@@ -10,6 +10,7 @@
 
 #![allow(clippy::missing_safety_doc)]
 
+mod backpressure;
 mod client;
 mod config;
 mod deflate;
@@ -21,13 +22,15 @@ mod notify;
 mod outbox;
 mod output;
 mod protocol;
+mod ratelimit;
+mod stats;
 mod target;
 mod transport;
 mod worker;
 
 pub mod ffi;
 
-pub use client::{Client, EventHandler, State};
+pub use client::{Client, EventHandler, State, Stats};
 pub use config::Config;
 pub use error::{Error, Result};
 pub use events::{Event, EventKind};

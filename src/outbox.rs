@@ -1,6 +1,7 @@
 //! The path from calling threads to the worker: a channel of outgoing messages, a gate that
 //! closes it without losing a message, byte accounting for backpressure, and the waker.
 
+use crate::backpressure::{Crossing, FlowConfig, SpaceWait, Watermarks};
 use crate::error::{Error, Result};
 use crate::events::lock;
 use crate::{WSC_ERR_NOT_CONNECTED, WSC_ERR_QUEUE_FULL};
@@ -8,6 +9,8 @@ use crossbeam_channel::{Receiver, Sender};
 use once_cell::sync::OnceCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
 use tungstenite::Message;
 
 pub struct Outgoing {
@@ -44,10 +47,29 @@ pub struct Outbox {
     wake_pending: AtomicBool,
     waker: OnceCell<Arc<mio::Waker>>,
     pub control: Mutex<Control>,
+    marks: Watermarks,
+    /// Blocking sends wait here for `release`.
+    space: SpaceWait,
+    send_timeout: Duration,
+    worker_thread: OnceCell<ThreadId>,
+}
+
+/// Why `try_push` did not queue a message.
+enum Refused {
+    Closed,
+    /// The message, handed back, and the bytes queued at the time.
+    Full(Message, usize),
+}
+
+fn not_connected() -> Error {
+    Error::new(
+        WSC_ERR_NOT_CONNECTED,
+        "not connected: the client is closing, closed, or was never connected",
+    )
 }
 
 impl Outbox {
-    pub fn new(limit: usize) -> Self {
+    pub fn new(limit: usize, flow: &FlowConfig) -> Self {
         let (tx, rx) = crossbeam_channel::unbounded();
         Outbox {
             tx,
@@ -59,6 +81,10 @@ impl Outbox {
             wake_pending: AtomicBool::new(false),
             waker: OnceCell::new(),
             control: Mutex::new(Control::default()),
+            marks: Watermarks::new(flow),
+            space: SpaceWait::default(),
+            send_timeout: flow.send_timeout,
+            worker_thread: OnceCell::new(),
         }
     }
 
@@ -68,34 +94,74 @@ impl Outbox {
         self.gate.fetch_and(!GATE_CLOSED, SeqCst);
     }
 
-    /// Queues a message for the worker; returns its send id.
+    /// Queues a message for the worker; returns its send id. With a send timeout, a send
+    /// that finds the queue full waits for room (never on the worker's own thread).
     pub fn push(&self, msg: Message) -> Result<u64> {
         let len = msg.len();
+        let (msg, queued) = match self.try_push(msg, len) {
+            Ok(id) => return Ok(id),
+            Err(Refused::Closed) => return Err(not_connected()),
+            Err(Refused::Full(msg, queued)) => (msg, queued),
+        };
+        let timeout = self.send_timeout;
+        // A message larger than the whole queue never fits; the worker cannot drain while
+        // its own thread waits here (a send from inside the client's callback).
+        if timeout.is_zero() || len > self.limit || self.on_worker_thread() {
+            return Err(self.full(queued));
+        }
+        let mut msg = Some(msg);
+        let mut queued = queued;
+        let deadline = Instant::now() + timeout;
+        let outcome = self.space.wait(deadline, || {
+            match self.try_push(msg.take().expect("kept while waiting"), len) {
+                Ok(id) => Some(Ok(id)),
+                Err(Refused::Closed) => Some(Err(not_connected())),
+                Err(Refused::Full(m, q)) => {
+                    msg = Some(m);
+                    queued = q;
+                    None
+                }
+            }
+        });
+        outcome.unwrap_or_else(|| Err(self.full(queued)))
+    }
+
+    fn full(&self, queued: usize) -> Error {
+        let waited = if self.send_timeout.is_zero() {
+            String::new()
+        } else {
+            format!(" (after waiting up to {} ms)", self.send_timeout.as_millis())
+        };
+        Error::new(
+            WSC_ERR_QUEUE_FULL,
+            format!(
+                "send queue full: {queued} bytes queued, limit {}{waited}",
+                self.limit
+            ),
+        )
+    }
+
+    /// One attempt: queues the message if the gate is open and it fits; else hands it back
+    /// with the bytes queued at the time.
+    fn try_push(&self, msg: Message, len: usize) -> std::result::Result<u64, Refused> {
         if self.gate.fetch_add(1, SeqCst) & GATE_CLOSED != 0 {
             self.gate.fetch_sub(1, SeqCst);
-            return Err(Error::new(
-                WSC_ERR_NOT_CONNECTED,
-                "not connected: the client is closing, closed, or was never connected",
-            ));
+            return Err(Refused::Closed);
         }
         let result = self.push_open(msg, len);
         self.gate.fetch_sub(1, SeqCst);
         result
     }
 
-    fn push_open(&self, msg: Message, len: usize) -> Result<u64> {
+    fn push_open(&self, msg: Message, len: usize) -> std::result::Result<u64, Refused> {
         let queued = self.queued_bytes.fetch_add(len, SeqCst) + len;
         if queued > self.limit {
             self.queued_bytes.fetch_sub(len, SeqCst);
-            return Err(Error::new(
-                WSC_ERR_QUEUE_FULL,
-                format!(
-                    "send queue full: {} bytes queued, limit {}",
-                    queued - len,
-                    self.limit
-                ),
-            ));
+            return Err(Refused::Full(msg, queued - len));
         }
+        // A crossing of the high mark is picked up by the worker after the wake-up below
+        // (or, if one is pending, when it re-arms and looks at the queue).
+        self.marks.on_push(queued);
         let id = self.next_id.fetch_add(1, SeqCst);
         // The receiver lives as long as self, so this cannot fail.
         let _ = self.tx.send(Outgoing { id, msg });
@@ -105,6 +171,20 @@ impl Outbox {
         Ok(id)
     }
 
+    /// Worker side, at start: sends from this thread never wait.
+    pub fn set_worker_thread(&self) {
+        let _ = self.worker_thread.set(std::thread::current().id());
+    }
+
+    fn on_worker_thread(&self) -> bool {
+        self.worker_thread.get() == Some(&std::thread::current().id())
+    }
+
+    /// Worker side: the next watermark event to emit, if any (call until None).
+    pub fn crossing(&self) -> Option<Crossing> {
+        self.marks.next(self.queued_bytes())
+    }
+
     /// Closes the gate and waits out senders already past it, so that every message pushed
     /// so far is in the channel. Returns false if it was already closed.
     pub fn close_gate(&self) -> bool {
@@ -112,6 +192,8 @@ impl Outbox {
         while self.gate.load(SeqCst) & !GATE_CLOSED != 0 {
             std::hint::spin_loop();
         }
+        // Blocked senders give up with WSC_ERR_NOT_CONNECTED.
+        self.space.notify();
         prev & GATE_CLOSED == 0
     }
 
@@ -149,6 +231,7 @@ impl Outbox {
     pub fn release(&self, n: usize) {
         if n > 0 {
             self.queued_bytes.fetch_sub(n, SeqCst);
+            self.space.notify();
         }
     }
 

@@ -25,6 +25,13 @@ pub enum Unsent {
 }
 
 impl Unsent {
+    /// Payload bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Unsent::Kept(b) | Unsent::Masked(b, _) => b.len(),
+        }
+    }
+
     pub fn into_payload(self) -> Bytes {
         match self {
             Unsent::Kept(b) => b,
@@ -97,6 +104,10 @@ pub struct Session {
     inflater: Option<Inflater>,
     max_message: usize,
     max_frame: usize,
+    /// Frames queued for writing, control frames included (`wsc_client_stats`).
+    pub frames_sent: u64,
+    /// Frames read, control frames included.
+    pub frames_received: u64,
 }
 
 impl Session {
@@ -115,6 +126,8 @@ impl Session {
             inflater: deflate.map(Inflater::new),
             max_message: config.max_message_size,
             max_frame: frame_limit(config, deflate.is_some()),
+            frames_sent: 0,
+            frames_received: 0,
         }
     }
 
@@ -155,6 +168,7 @@ impl Session {
     }
 
     fn on_frame(&mut self, frame: Frame) -> Result<Option<Message>, ReadError> {
+        self.frames_received += 1;
         let h: &FrameHeader = frame.header();
         if h.mask.is_some() {
             return Err(protocol("masked frame"));
@@ -438,6 +452,7 @@ impl Session {
 
     /// Appends a frame header with a fresh masking key, and returns the key.
     fn header(&mut self, mut header: FrameHeader, len: usize) -> [u8; 4] {
+        self.frames_sent += 1;
         let key: [u8; 4] = rand::random();
         header.mask = Some(key);
         let tail = self.out.tail();

@@ -1,14 +1,17 @@
 //! The per-client worker thread: connects, then drives the socket non-blocking with a poller,
 //! woken at once by senders, and reports everything that happens as events.
 
+use crate::backpressure::Crossing;
 use crate::config::Config;
 use crate::error::Error;
 use crate::events::{
     lock, Event, EventKind, EventQueue, CLOSE_ABNORMAL, CLOSE_LOCAL, CLOSE_REMOTE,
 };
 use crate::heartbeat::{Beat, Heartbeat};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Outgoing};
 use crate::protocol::{ReadError, Session, Unsent};
+use crate::ratelimit::RateLimit;
+use crate::stats::{Counters, PingTimer, SharedCounters};
 use crate::target::Target;
 use crate::transport::{self, Io, SOCKET, WAKER};
 use crate::*;
@@ -37,6 +40,8 @@ pub struct Shared {
     pub target: Target,
     pub config: Config,
     pub outbox: Outbox,
+    /// What the worker counted, published once per loop turn (`wsc_client_stats`).
+    pub stats: SharedCounters,
     pub state: AtomicU8,
     /// The client was freed: deliver nothing more and exit.
     pub stop: AtomicBool,
@@ -155,11 +160,17 @@ impl Conn {
         !self.sendable() || self.close_requested.is_some()
     }
 
-    /// Drops the records of messages whose bytes are all written.
-    fn settle(&mut self) {
+    /// Drops the records of messages whose bytes are all written, counting them as sent.
+    fn settle(&mut self, counters: &mut Counters) {
         let written = self.ws.written();
         while self.inflight.front().is_some_and(|m| m.end <= written) {
-            self.inflight.pop_front();
+            let m = self.inflight.pop_front().expect("front exists");
+            if m.kind == EventKind::Ping {
+                counters.pings_sent += 1;
+            } else {
+                counters.messages_sent += 1;
+                counters.bytes_sent += m.payload.len() as u64;
+            }
         }
     }
 }
@@ -171,6 +182,15 @@ pub struct Worker {
     paused: bool,
     poll: Poll,
     events: Events,
+    /// Counted here, published to `shared.stats`; frames of the current session excluded.
+    counters: Counters,
+    pings: PingTimer,
+    /// The send rate limit; None when there is none (then no clock is read for it).
+    limit: Option<RateLimit>,
+    /// A message taken from the outbox that the rate limit holds back; it goes first.
+    held: Option<Outgoing>,
+    /// When the rate limit lets `held` go.
+    rate_wait: Option<Instant>,
 }
 
 pub fn spawn(
@@ -178,6 +198,13 @@ pub fn spawn(
     poll: Poll,
     sink: Sink,
 ) -> io::Result<std::thread::JoinHandle<()>> {
+    let flow = &shared.config.flow;
+    let limit = RateLimit::new(
+        flow.rate_messages,
+        flow.rate_bytes,
+        flow.rate_burst,
+        Instant::now(),
+    );
     let worker = Worker {
         shared,
         sink,
@@ -185,6 +212,11 @@ pub fn spawn(
         paused: false,
         poll,
         events: Events::with_capacity(16),
+        counters: Counters::default(),
+        pings: PingTimer::default(),
+        limit,
+        held: None,
+        rate_wait: None,
     };
     std::thread::Builder::new()
         .name("wsclient".into())
@@ -193,6 +225,7 @@ pub fn spawn(
 
 impl Worker {
     fn run(mut self) {
+        self.shared.outbox.set_worker_thread();
         let outcome = catch_unwind(AssertUnwindSafe(|| self.run_connection()));
         if let Err(panic) = outcome {
             let what = panic
@@ -247,7 +280,10 @@ impl Worker {
             .compare_exchange(STATE_CONNECTING, STATE_OPEN, SeqCst, SeqCst);
         self.emit(Event::new(EventKind::Open, Bytes::from(opened.subprotocol)));
         self.deliver();
-        match self.drive(&mut conn, now) {
+        let end = self.drive(&mut conn, now);
+        self.counters.frames_sent += conn.ws.frames_sent;
+        self.counters.frames_received += conn.ws.frames_received;
+        match end {
             Some(end) => {
                 let unsent = conn.inflight.drain(..).collect();
                 self.finish(end, unsent);
@@ -294,9 +330,10 @@ impl Worker {
                     self.request_close(conn, request, now);
                 }
             }
-            if let Err(e) = self.pump(conn) {
+            if let Err(e) = self.pump(conn, now) {
                 return Some(self.io_failure(conn, e));
             }
+            self.report_crossings();
             if conn.failure.is_some() {
                 if let Some(end) = self.linger_after_failure(conn, now) {
                     return Some(end);
@@ -309,12 +346,38 @@ impl Worker {
             if let Some(end) = self.check_timers(conn, now) {
                 return Some(end);
             }
+            self.publish(conn);
             self.deliver();
         }
     }
 
+    /// Makes the counters visible to `wsc_client_stats`: relaxed stores, once per turn.
+    fn publish(&self, conn: &Conn) {
+        let mut c = self.counters;
+        c.frames_sent += conn.ws.frames_sent;
+        c.frames_received += conn.ws.frames_received;
+        self.shared.stats.publish(&c);
+    }
+
+    /// Emits the watermark events the send queue's rise and fall call for, in order.
+    fn report_crossings(&mut self) {
+        while let Some(crossing) = self.shared.outbox.crossing() {
+            let kind = match crossing {
+                Crossing::High => EventKind::BufferHigh,
+                Crossing::Low => EventKind::BufferLow,
+            };
+            let mut ev = Event::new(kind, Bytes::new());
+            ev.id = self.shared.outbox.queued_bytes() as u64;
+            self.emit(ev);
+        }
+    }
+
     fn next_timeout(&self, conn: &Conn, now: Instant) -> Option<Duration> {
-        let can_write = conn.want_flush || (conn.sendable() && self.shared.outbox.has_pending());
+        let rate_ok = !matches!(self.rate_wait, Some(t) if t > now);
+        let can_write = conn.want_flush
+            || (conn.sendable()
+                && rate_ok
+                && (self.held.is_some() || self.shared.outbox.has_pending()));
         let busy = (conn.read_ready && !self.paused && conn.failure.is_none())
             || (!conn.write_blocked && can_write);
         if busy {
@@ -325,20 +388,23 @@ impl Worker {
         } else {
             conn.heartbeat.next_deadline()
         };
-        let deadline = match (heartbeat, conn.close_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let rate = self.rate_wait.filter(|_| conn.sendable());
+        let deadline = [heartbeat, conn.close_deadline, rate]
+            .into_iter()
+            .flatten()
+            .min();
         deadline.map(|d| d.saturating_duration_since(now))
     }
 
     /// Hands queued messages to the session (then a requested close frame, in order) and
-    /// flushes once per batch.
-    fn pump(&mut self, conn: &mut Conn) -> io::Result<()> {
+    /// flushes once per batch. Under a rate limit, a message that does not fit yet is held
+    /// back and `rate_wait` says when it will; pings and the close frame take no tokens.
+    fn pump(&mut self, conn: &mut Conn, now: Instant) -> io::Result<()> {
         let outbox = &self.shared.outbox;
         let mut released = 0;
+        self.rate_wait = None;
         while conn.sendable() && !conn.write_blocked && conn.ws.pending_output() < WRITE_BATCH {
-            let Some(out) = outbox.try_take() else {
+            let Some(out) = self.held.take().or_else(|| outbox.try_take()) else {
                 if let Some((code, reason)) = conn.close_requested.take() {
                     let frame = CloseFrame {
                         code: CloseCode::from(code),
@@ -350,6 +416,18 @@ impl Worker {
                 }
                 break;
             };
+            if let Some(limit) = &mut self.limit {
+                if !matches!(out.msg, Message::Ping(_)) {
+                    if let Err(wait) = limit.take(out.len(), now) {
+                        self.rate_wait = Some(now + wait);
+                        self.held = Some(out);
+                        break;
+                    }
+                }
+            }
+            if let Message::Ping(p) = &out.msg {
+                self.pings.sent(p.clone(), Instant::now());
+            }
             released += out.len();
             let (id, kind) = (out.id, kind_of(&out.msg));
             let payload = conn.ws.write(out.msg);
@@ -377,7 +455,7 @@ impl Worker {
                 Err(e) => Err(e),
             };
         }
-        conn.settle();
+        conn.settle(&mut self.counters);
         result
     }
 
@@ -409,6 +487,7 @@ impl Worker {
                 }
             }
             if n % EVENT_BATCH == EVENT_BATCH - 1 {
+                self.publish(conn);
                 self.deliver();
                 if self.paused {
                     break;
@@ -425,14 +504,29 @@ impl Worker {
 
     fn on_message(&mut self, conn: &mut Conn, msg: Message, now: Instant) {
         let event = match msg {
-            Message::Text(t) => Event::new(EventKind::Text, t.into()),
-            Message::Binary(b) => Event::new(EventKind::Binary, b),
+            Message::Text(t) => {
+                self.counters.messages_received += 1;
+                self.counters.bytes_received += t.len() as u64;
+                Event::new(EventKind::Text, t.into())
+            }
+            Message::Binary(b) => {
+                self.counters.messages_received += 1;
+                self.counters.bytes_received += b.len() as u64;
+                Event::new(EventKind::Binary, b)
+            }
             Message::Ping(p) => {
+                self.counters.pings_received += 1;
                 // The session queued the pong; make sure it is flushed.
                 conn.want_flush = true;
                 Event::new(EventKind::Ping, p)
             }
-            Message::Pong(p) => Event::new(EventKind::Pong, p),
+            Message::Pong(p) => {
+                self.counters.pongs_received += 1;
+                if let Some(us) = self.pings.pong(&p, Instant::now()) {
+                    self.counters.last_rtt_us = us;
+                }
+                Event::new(EventKind::Pong, p)
+            }
             Message::Close(frame) => {
                 let (code, reason) = match frame {
                     Some(f) => (u16::from(f.code), Bytes::from(f.reason)),
@@ -555,6 +649,8 @@ impl Worker {
             Beat::SendPing => {
                 conn.ws.write(Message::Ping(Bytes::new()));
                 conn.want_flush = true;
+                self.counters.pings_sent += 1;
+                self.pings.sent(Bytes::new(), Instant::now());
                 None
             }
             Beat::Dead => {
@@ -585,7 +681,7 @@ impl Worker {
     fn leave_quietly(&mut self, conn: &mut Conn) {
         let outbox = &self.shared.outbox;
         outbox.close_gate();
-        while let Some(out) = outbox.try_take() {
+        while let Some(out) = self.held.take().or_else(|| outbox.try_take()) {
             outbox.release(out.len());
             conn.ws.write(out.msg);
         }
@@ -611,8 +707,9 @@ impl Worker {
         } else {
             end.status
         };
-        let queued = std::iter::from_fn(|| {
-            let out = shared.outbox.try_take()?;
+        let held = self.held.take();
+        let queued = held.into_iter().chain(std::iter::from_fn(|| shared.outbox.try_take()));
+        let queued = queued.map(|out| {
             shared.outbox.release(out.len());
             let kind = kind_of(&out.msg);
             let payload = match out.msg {
@@ -620,7 +717,7 @@ impl Worker {
                 Message::Binary(b) | Message::Ping(b) => b,
                 _ => Bytes::new(),
             };
-            Some((out.id, kind, payload))
+            (out.id, kind, payload)
         });
         let written_in_part = unsent
             .into_iter()
@@ -632,6 +729,8 @@ impl Worker {
             ev.flags = crate::ffi::event::event_type(kind) as u32;
             self.emit(ev);
         }
+        self.report_crossings();
+        self.shared.stats.publish(&self.counters);
         shared.state.store(STATE_CLOSED, SeqCst);
         self.emit(Event::close(end.code, end.reason, end.status, end.flags));
         self.deliver();

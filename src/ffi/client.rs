@@ -14,7 +14,7 @@ use std::time::Duration;
 
 /// A WebSocket client. Create with `wsc_client_new`, free with `wsc_client_free`.
 pub struct wsc_client {
-    inner: Client,
+    pub(crate) inner: Client,
     /// Poll mode: the event whose data the caller is looking at, kept until the next poll.
     current: Mutex<Option<Event>>,
 }

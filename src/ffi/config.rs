@@ -48,7 +48,7 @@ pub unsafe extern "C" fn wsc_config_free(cfg: *mut wsc_config) {
 }
 
 /// Runs a setter on the config behind `cfg`.
-unsafe fn with(
+pub(crate) unsafe fn with(
     cfg: *mut wsc_config,
     f: impl FnOnce(&mut Config) -> crate::Result<()>,
 ) -> wsc_status {
