@@ -131,7 +131,8 @@ typedef struct wsc_event {
    */
   size_t len;
   /**
-   * `WSC_EVENT_SEND_FAILED`: the send id that `wsc_client_send` returned; else 0.
+   * `WSC_EVENT_SEND_FAILED`: the send id that `wsc_client_send` returned;
+   * `WSC_EVENT_BUFFER_HIGH`/`WSC_EVENT_BUFFER_LOW`: the bytes queued for sending; else 0.
    */
   uint64_t id;
   /**
@@ -157,6 +158,87 @@ typedef void (*wsc_event_cb)(void *user_data, const struct wsc_event *ev);
  * Connection states, as returned by `wsc_client_state`.
  */
 typedef int32_t wsc_state;
+
+/**
+ * Counters and gauges of one client, filled by `wsc_client_stats`.
+ *
+ * Set `size` to `sizeof(wsc_stats)` before the call: later versions may add fields at the
+ * end, and the library fills only what fits in the caller's `size`, leaving any bytes past
+ * its own struct untouched.
+ *
+ * The counters cover the client's whole life. Messages and pings count when their last
+ * byte was written to the socket; frames when they were queued for writing (control frames,
+ * pongs and close frames included) or read.
+ */
+typedef struct wsc_stats {
+  /**
+   * In: `sizeof(wsc_stats)` as the caller compiled it. Not written by the library.
+   */
+  size_t size;
+  /**
+   * Text and binary messages written to the socket in full.
+   */
+  uint64_t messages_sent;
+  /**
+   * Payload bytes of those messages (before compression, without frame headers).
+   */
+  uint64_t bytes_sent;
+  /**
+   * Text and binary messages received (whole messages).
+   */
+  uint64_t messages_received;
+  /**
+   * Payload bytes of those messages (after decompression).
+   */
+  uint64_t bytes_received;
+  /**
+   * Frames queued for the socket: data frames, pings, pongs and close frames.
+   */
+  uint64_t frames_sent;
+  /**
+   * Frames read from the socket, control frames included.
+   */
+  uint64_t frames_received;
+  /**
+   * Pings sent: by `wsc_client_send_ping` (when written in full) and keep-alive pings.
+   */
+  uint64_t pings_sent;
+  /**
+   * Pongs received (answers and unsolicited ones).
+   */
+  uint64_t pongs_received;
+  /**
+   * Pings from the server (each answered with a pong).
+   */
+  uint64_t pings_received;
+  /**
+   * Microseconds from the last timed ping to its pong; 0 until one was measured. Every
+   * ping the client sends is timed, keep-alive pings (empty payload) and
+   * `wsc_client_send_ping` alike: a pong is matched to the oldest ping still waiting with
+   * the same payload (pings before it are taken as unanswered, as RFC 6455 allows a
+   * server to answer only the latest); an unsolicited pong matches nothing. The clock runs
+   * from when the worker queues the ping to when it reads the pong, so it includes the
+   * wait behind messages queued before the ping. At most 16 pings wait at a time.
+   */
+  uint64_t last_rtt_us;
+  /**
+   * Reconnections made by the library. Always 0 in this version, which never reconnects.
+   */
+  uint64_t reconnects;
+  /**
+   * Bytes queued for sending, as `wsc_client_buffered_amount`.
+   */
+  uint64_t queued_bytes;
+  /**
+   * Poll mode: bytes of received messages waiting for `wsc_client_poll`; 0 in callback
+   * mode.
+   */
+  uint64_t recv_queued_bytes;
+  /**
+   * The connection state, one of `WSC_STATE_*`, as `wsc_client_state`.
+   */
+  uint64_t state;
+} wsc_stats;
 
 
 
@@ -240,6 +322,23 @@ typedef int32_t wsc_state;
  * `WSC_EVENT_CLOSE`.
  */
 #define WSC_EVENT_SEND_FAILED 8
+
+/**
+ * The bytes queued for sending rose to the high watermark (see
+ * `wsc_config_set_send_watermarks`): a producer should pause. `id`: the bytes queued when the
+ * worker reported it (`wsc_client_buffered_amount` then; it may have fallen again since).
+ * `data` is empty. Followed, once the queue has drained to the low watermark, by exactly one
+ * `WSC_EVENT_BUFFER_LOW`; the two strictly alternate, `WSC_EVENT_BUFFER_HIGH` first.
+ */
+#define WSC_EVENT_BUFFER_HIGH 10
+
+/**
+ * The bytes queued for sending fell to the low watermark after a `WSC_EVENT_BUFFER_HIGH`: a
+ * producer may resume. `id`: the bytes queued then. `data` is empty. Also comes when the
+ * connection ends with the queue above the low mark (it is emptied: unsent messages come back
+ * as `WSC_EVENT_SEND_FAILED`), before the final `WSC_EVENT_CLOSE`.
+ */
+#define WSC_EVENT_BUFFER_LOW 11
 
 /**
  * Success.
@@ -583,6 +682,72 @@ wsc_status wsc_config_set_deflate(struct wsc_config *cfg, bool enabled);
  * Unknown, repeated or malformed parameters give `WSC_ERR_INVALID_ARGUMENT`. Copied.
  */
 wsc_status wsc_config_add_deflate_offer(struct wsc_config *cfg, const char *params);
+
+/**
+ * Turns on the send-queue watermarks (off by default; `(0, 0)` turns them off again).
+ *
+ * When the bytes queued for sending (`wsc_client_buffered_amount`) rise to `high_bytes` or
+ * above, the client reports `WSC_EVENT_BUFFER_HIGH`; when they then fall to `low_bytes` or
+ * below, `WSC_EVENT_BUFFER_LOW`. The two strictly alternate, HIGH first, so a producer can
+ * pause on HIGH and resume on LOW. The events come through the normal event path (the
+ * callback on the worker thread, or the poll queue), in order with the other events; a
+ * crossing caused by a send is reported by the worker shortly after that send returns.
+ *
+ * Requires `low_bytes < high_bytes <= send queue limit` (`wsc_config_set_send_queue_limit`;
+ * set the limit first): else `WSC_ERR_INVALID_ARGUMENT` and the config is unchanged. Should
+ * the limit be lowered below `high_bytes` later, `wsc_client_new` refuses the config.
+ */
+wsc_status wsc_config_set_send_watermarks(struct wsc_config *cfg, size_t high_bytes, size_t low_bytes);
+
+/**
+ * How long a send may wait for room when the send queue is full (default 0: never wait,
+ * fail at once with `WSC_ERR_QUEUE_FULL`).
+ *
+ * With `ms > 0`, `wsc_client_send*` on a full queue blocks the calling thread until the worker
+ * has handed enough queued bytes to the socket for the message to fit (then it is queued and
+ * the call returns `WSC_OK`), the timeout passes (`WSC_ERR_QUEUE_FULL`, nothing queued), or
+ * the connection is closing or over (`WSC_ERR_NOT_CONNECTED`). The wait sleeps; it does not
+ * spin. Waiting senders are not served in any particular order.
+ *
+ * Never blocks on the client's own worker thread: a send from inside the client's callback
+ * fails at once with `WSC_ERR_QUEUE_FULL`, since only that thread drains the queue. A
+ * message larger than the whole queue limit also fails at once.
+ */
+wsc_status wsc_config_set_send_timeout_ms(struct wsc_config *cfg, uint32_t ms);
+
+/**
+ * Limits the rate at which queued messages are handed to the socket (default: no limit).
+ *
+ * `messages_per_sec`: text and binary messages per second; `bytes_per_sec`: their payload
+ * bytes per second (before compression). 0 means no limit on that measure; both 0 turns the
+ * limit off. Each is a token bucket holding `burst_ms` worth of its rate (0: 1000 ms, one
+ * second's worth), at least one message: after a quiet period that much goes out at once,
+ * then messages follow at the rate. A message larger than the byte burst is not stuck: it
+ * goes as soon as the bucket is full, and the bytes over the burst delay the next messages.
+ *
+ * Messages wait in the send queue meanwhile, in order, and count towards the queue limit,
+ * `wsc_client_buffered_amount` and the watermarks. Pings (yours and keep-alive), pongs and
+ * the close frame take no tokens; but a close frame or ping follows the messages queued
+ * before it, and the close timeout runs from `wsc_client_close`, so leave it room when
+ * closing with a backlog. The worker sleeps until the next message fits (no polling).
+ */
+wsc_status wsc_config_set_send_rate_limit(struct wsc_config *cfg, uint32_t messages_per_sec, uint64_t bytes_per_sec, uint32_t burst_ms);
+
+/**
+ * Writes the client's statistics into `*out`. `out->size` must be set to
+ * `sizeof(wsc_stats)` first: a size smaller than this version's struct is refused with
+ * `WSC_ERR_INVALID_ARGUMENT` (and `*out` left unchanged); a larger one (a newer header) is
+ * accepted, and the bytes past this version's fields are left untouched.
+ *
+ * Callable from any thread at any time after `wsc_client_new` (before connect everything is
+ * 0 and the state `WSC_STATE_IDLE`), also from inside the callback; it never blocks and
+ * takes no lock. The worker publishes its counters once per turn of its loop, before it
+ * hands that turn's events to the poll queue: after `wsc_client_poll` returned an event, the
+ * counters include it. In callback mode the counters of an event may show only once its
+ * callback has returned. Each counter only grows, but the fields are read one by one, not as
+ * one atomic snapshot.
+ */
+wsc_status wsc_client_stats(const struct wsc_client *client, struct wsc_stats *out);
 
 /**
  * Returns a static, NUL-terminated name for `status`, e.g. `"WSC_ERR_TLS"`.

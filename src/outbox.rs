@@ -106,8 +106,13 @@ impl Outbox {
         let timeout = self.send_timeout;
         // A message larger than the whole queue never fits; the worker cannot drain while
         // its own thread waits here (a send from inside the client's callback).
-        if timeout.is_zero() || len > self.limit || self.on_worker_thread() {
-            return Err(self.full(queued));
+        if timeout.is_zero() || len > self.limit {
+            return Err(self.full(queued, ""));
+        }
+        if self.on_worker_thread() {
+            let why = " (not waiting: a send from the client's own callback would wait for \
+                       the worker, which is running that callback)";
+            return Err(self.full(queued, why));
         }
         let mut msg = Some(msg);
         let mut queued = queued;
@@ -123,15 +128,11 @@ impl Outbox {
                 }
             }
         });
-        outcome.unwrap_or_else(|| Err(self.full(queued)))
+        let waited = format!(" (after waiting {} ms)", timeout.as_millis());
+        outcome.unwrap_or_else(|| Err(self.full(queued, &waited)))
     }
 
-    fn full(&self, queued: usize) -> Error {
-        let waited = if self.send_timeout.is_zero() {
-            String::new()
-        } else {
-            format!(" (after waiting up to {} ms)", self.send_timeout.as_millis())
-        };
+    fn full(&self, queued: usize, waited: &str) -> Error {
         Error::new(
             WSC_ERR_QUEUE_FULL,
             format!(

@@ -139,7 +139,10 @@ mod tests {
         assert!(r.take(5, t0).is_ok());
         let wait = r.take(5, t0).unwrap_err();
         assert!(wait > ms(99) && wait <= ms(101), "{wait:?}");
-        assert!(r.take(5, t0 + ms(50)).is_err(), "half a token is not enough");
+        assert!(
+            r.take(5, t0 + ms(50)).is_err(),
+            "half a token is not enough"
+        );
         assert!(r.take(5, t0 + ms(100)).is_ok());
         assert!(r.take(5, t0 + ms(100)).is_err());
         // A long idle time refills only up to the burst.
@@ -156,9 +159,15 @@ mod tests {
         let mut r = RateLimit::new(0, 1000, DEFAULT_BURST, t0).unwrap();
         assert!(r.take(600, t0).is_ok());
         let wait = r.take(600, t0).unwrap_err();
-        assert!(wait > ms(199) && wait <= ms(201), "needs 200 more bytes: {wait:?}");
+        assert!(
+            wait > ms(199) && wait <= ms(201),
+            "needs 200 more bytes: {wait:?}"
+        );
         assert!(r.take(600, t0 + ms(200)).is_ok());
-        assert!(r.take(0, t0 + ms(200)).is_ok(), "an empty message costs no bytes");
+        assert!(
+            r.take(0, t0 + ms(200)).is_ok(),
+            "an empty message costs no bytes"
+        );
     }
 
     #[test]
@@ -166,7 +175,10 @@ mod tests {
         let t0 = Instant::now();
         // 1000 B/s, burst 100 ms = 100 bytes.
         let mut r = RateLimit::new(0, 1000, ms(100), t0).unwrap();
-        assert!(r.take(5000, t0).is_ok(), "a full bucket lets a huge message go");
+        assert!(
+            r.take(5000, t0).is_ok(),
+            "a full bucket lets a huge message go"
+        );
         // 4900 bytes of debt plus 10 for the next: 4.91 s.
         let wait = r.take(10, t0).unwrap_err();
         assert!(wait > ms(4900) && wait <= ms(4911), "{wait:?}");

@@ -124,7 +124,11 @@ mod tests {
         t.sent(Bytes::new(), ms(20));
         assert_eq!(t.pong(b"x", ms(25)), None, "no such ping");
         assert_eq!(t.pong(b"", ms(30)), Some(30_000), "the oldest empty ping");
-        assert_eq!(t.pong(b"", ms(32)), Some(12_000), "skips the unanswered 'a'");
+        assert_eq!(
+            t.pong(b"", ms(32)),
+            Some(12_000),
+            "skips the unanswered 'a'"
+        );
         assert_eq!(t.pong(b"a", ms(40)), None, "'a' was given up");
     }
 

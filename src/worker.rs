@@ -708,7 +708,9 @@ impl Worker {
             end.status
         };
         let held = self.held.take();
-        let queued = held.into_iter().chain(std::iter::from_fn(|| shared.outbox.try_take()));
+        let queued = held
+            .into_iter()
+            .chain(std::iter::from_fn(|| shared.outbox.try_take()));
         let queued = queued.map(|out| {
             shared.outbox.release(out.len());
             let kind = kind_of(&out.msg);
