@@ -39,10 +39,11 @@ impl Bucket {
         cost.min(self.capacity)
     }
 
-    /// Seconds until `cost` may be taken (0 if it may now).
+    /// Seconds until `cost` may be taken (0 if it may now). A shortfall within rounding
+    /// error counts as none, so a timer set for the exact wait finds the message fits.
     fn wait(&self, cost: f64) -> f64 {
         let missing = self.needed(cost) - self.tokens;
-        if missing <= 0.0 {
+        if missing <= 1e-9 * self.capacity.max(1.0) {
             0.0
         } else {
             missing / self.rate
@@ -103,9 +104,8 @@ impl RateLimit {
             .map_or(0.0, |b| b.wait(1.0))
             .max(self.bytes.as_ref().map_or(0.0, |b| b.wait(len)));
         if wait > 0.0 {
-            // Round up to a whole microsecond so the timer never fires a hair too early and
-            // spins once more for nothing.
-            return Err(Duration::from_secs_f64(wait) + Duration::from_micros(1));
+            // Rounded up to the nanosecond: waiting exactly this long is enough.
+            return Err(Duration::from_nanos((wait * 1e9).ceil() as u64));
         }
         if let Some(b) = &mut self.messages {
             b.tokens -= 1.0;
@@ -138,7 +138,7 @@ mod tests {
         assert!(r.take(5, t0).is_ok());
         assert!(r.take(5, t0).is_ok());
         let wait = r.take(5, t0).unwrap_err();
-        assert!(wait > ms(99) && wait <= ms(101), "{wait:?}");
+        assert!(wait > ms(99) && wait <= ms(100), "{wait:?}");
         assert!(
             r.take(5, t0 + ms(50)).is_err(),
             "half a token is not enough"
@@ -186,7 +186,7 @@ mod tests {
         assert!(r.take(10, t0 + ms(4910)).is_ok());
         // A second huge one waits for a full bucket again, never for more.
         let wait = r.take(5000, t0 + ms(4910)).unwrap_err();
-        assert!(wait <= ms(101), "{wait:?}");
+        assert!(wait <= ms(100), "{wait:?}");
         assert!(r.take(5000, t0 + ms(5010)).is_ok());
     }
 
@@ -200,6 +200,26 @@ mod tests {
         assert!(wait > ms(99), "bytes are the slower: {wait:?}");
         assert!(r.take(100, t0 + ms(10)).is_err());
         assert!(r.take(100, t0 + ms(100)).is_ok());
+    }
+
+    #[test]
+    fn the_exact_wait_is_enough() {
+        let t0 = Instant::now();
+        for rate in [3, 7, 30, 50, 1000] {
+            let mut r = RateLimit::new(rate, 0, Duration::ZERO, t0).unwrap();
+            let mut now = t0;
+            assert!(r.take(1, now).is_ok());
+            for _ in 0..100 {
+                let wait = r.take(1, now).unwrap_err();
+                now += wait;
+                assert!(
+                    r.take(1, now).is_ok(),
+                    "rate {rate}: not ready after {wait:?}"
+                );
+            }
+            let per = (now - t0).as_secs_f64() / 100.0;
+            assert!((per * rate as f64 - 1.0).abs() < 1e-6, "rate {rate}: {per}");
+        }
     }
 
     #[test]
