@@ -13,7 +13,7 @@
  *   WSC_EVENT_CLOSE, the last event of every connection.
  *
  * Threads
- *   Each client owns one worker thread that does all network I/O. Sends, close, state and
+ *   Each client owns one worker thread that does all network I/O. Sends, close, state, stats and
  *   buffered_amount may be called from any thread at any time, also from inside a callback.
  *   Events are delivered either
  *     - in callback mode (wsc_client_set_callback before connect): on the worker thread, in
@@ -473,7 +473,8 @@ wsc_status wsc_client_send_ping(struct wsc_client *client, const uint8_t *data, 
 
 /**
  * Queues a message of type `type` (`WSC_EVENT_TEXT`, `WSC_EVENT_BINARY` or
- * `WSC_EVENT_PING`) and returns at once; the worker sends it.
+ * `WSC_EVENT_PING`) and returns at once (unless the queue is full and a send timeout is
+ * set: see `wsc_config_set_send_timeout_ms`); the worker sends it.
  *
  * `data` is copied before this returns; the library keeps no pointer. If `out_id` is not
  * NULL it receives the message's send id (increasing per client), which a
@@ -482,7 +483,8 @@ wsc_status wsc_client_send_ping(struct wsc_client *client, const uint8_t *data, 
  * Thread-safe, also from inside a callback. Messages from one thread go out in the order
  * sent. Fails without queueing anything with: `WSC_ERR_INVALID_UTF8` (text),
  * `WSC_ERR_MESSAGE_TOO_LARGE` (over the max message size; pings over 125 bytes),
- * `WSC_ERR_QUEUE_FULL` (send queue limit), `WSC_ERR_NOT_CONNECTED` (before connect, or once
+ * `WSC_ERR_QUEUE_FULL` (send queue limit; see also `wsc_config_set_send_watermarks`),
+ * `WSC_ERR_NOT_CONNECTED` (before connect, or once
  * closing/closed), `WSC_ERR_INVALID_ARGUMENT`.
  */
 wsc_status wsc_client_send(struct wsc_client *client, wsc_event_type type, const uint8_t *data, size_t len, uint64_t *out_id);

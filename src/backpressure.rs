@@ -81,7 +81,7 @@ impl Watermarks {
         }
     }
 
-    fn enabled(&self) -> bool {
+    pub fn enabled(&self) -> bool {
         self.high > 0
     }
 

@@ -183,6 +183,9 @@ impl Outbox {
 
     /// Worker side: the next watermark event to emit, if any (call until None).
     pub fn crossing(&self) -> Option<Crossing> {
+        if !self.marks.enabled() {
+            return None;
+        }
         self.marks.next(self.queued_bytes())
     }
 
