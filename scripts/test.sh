@@ -47,6 +47,7 @@ rust_tests() {
 
 run format cargo fmt --all -- --check
 run lint cargo clippy --all-targets -- -D warnings
+run cross-check bash scripts/cross-check.sh
 run rust-tests rust_tests
 run c-tests bash tests/c/run.sh
 run interop bash tests/interop/run.sh
