@@ -103,6 +103,9 @@ impl Outbox {
             Err(Refused::Closed) => return Err(not_connected()),
             Err(Refused::Full(msg, queued)) => (msg, queued),
         };
+        // A waiter may have failed on the bytes this attempt added for a moment: wake it to
+        // look again. (Not from the waiters' own attempts, which run under the wait's lock.)
+        self.space.notify();
         let timeout = self.send_timeout;
         // A message larger than the whole queue never fits; the worker cannot drain while
         // its own thread waits here (a send from inside the client's callback).

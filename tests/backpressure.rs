@@ -551,3 +551,54 @@ fn a_poll_mode_reader_that_stops_polling_stops_the_server_and_loses_nothing() {
     assert_ok(c.close(1000, None), "close");
     assert_eq!(final_close(&c.until_close(WAIT)).status, WSC_OK);
 }
+
+#[test]
+fn several_blocked_senders_all_get_through_in_their_own_order() {
+    const LIMIT: usize = 512 << 10;
+    const SENDERS: u64 = 4;
+    const EACH: u64 = 60; // 15 MiB in all
+    let gate = Arc::new(Gate::default());
+    let server = gated_server(Arc::clone(&gate));
+    let cfg = Cfg::new().send_queue(LIMIT);
+    set_send_timeout(&cfg, 60_000);
+    let (c, _) = TestClient::open(&server.url(), Some(&cfg), false);
+    std::thread::scope(|s| {
+        for sender in 0..SENDERS {
+            let c = &c;
+            s.spawn(move || {
+                for i in 0..EACH {
+                    let seq = sender * 1_000_000 + i;
+                    assert_ok(c.send_binary(&seq_message(seq)), &format!("send {seq}"));
+                }
+            });
+        }
+        // Let the senders pile up on a full queue, then release the server.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while c.buffered() + MSG <= LIMIT {
+            assert!(Instant::now() < deadline, "the queue never filled");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        gate.set(true);
+    });
+    let total = (SENDERS * EACH) as usize;
+    assert!(
+        server
+            .log
+            .wait(Duration::from_secs(30), |d| d.seqs.len() == total),
+        "the server got {} of {total}",
+        server.log.snapshot().seqs.len()
+    );
+    let log = server.log.snapshot();
+    assert!(log.notes.is_empty(), "{:?}", log.notes);
+    for sender in 0..SENDERS {
+        let mine: Vec<u64> = log
+            .seqs
+            .iter()
+            .filter(|&&s| s / 1_000_000 == sender)
+            .map(|s| s % 1_000_000)
+            .collect();
+        assert_eq!(mine, (0..EACH).collect::<Vec<_>>(), "sender {sender}");
+    }
+    assert_ok(c.close(1000, None), "close");
+    assert_eq!(final_close(&c.until_close(WAIT)).status, WSC_OK);
+}
