@@ -31,9 +31,18 @@ pub struct Config {
     pub deflate_offers: Vec<Offer>,
     /// Watermarks, blocking sends, send rate limit.
     pub flow: FlowConfig,
+    /// Client certificate, server name override, host name check (`tls_options.rs`).
+    pub tls: crate::tls_options::TlsOptions,
+    /// Redirects, cookies, bearer token, `Host` override (`http_extras.rs`).
+    pub http: crate::http_extras::HttpOptions,
+    /// Streaming: largest chunk of an incoming data message; 0: messages arrive whole.
+    pub stream_chunk_size: usize,
+    /// Streaming: largest incoming message (decompressed); 0: unlimited.
+    pub max_streamed_message_size: u64,
 }
 
 pub(crate) const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
+pub(crate) const DEFAULT_MAX_STREAMED: u64 = 4 << 30;
 
 impl Default for Config {
     fn default() -> Self {
@@ -57,6 +66,10 @@ impl Default for Config {
                 rate_burst: crate::ratelimit::DEFAULT_BURST,
                 ..FlowConfig::default()
             },
+            tls: Default::default(),
+            http: Default::default(),
+            stream_chunk_size: 0,
+            max_streamed_message_size: DEFAULT_MAX_STREAMED,
         }
     }
 }
@@ -76,14 +89,14 @@ const RESERVED_HEADERS: &[&str] = &[
 ];
 
 /// An HTTP token (RFC 9110 5.6.2): header names and subprotocol names.
-fn is_token(s: &str) -> bool {
+pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Header values may hold visible characters, spaces and tabs, never CR, LF or NUL.
-fn is_header_value(s: &str) -> bool {
+pub(crate) fn is_header_value(s: &str) -> bool {
     s.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 

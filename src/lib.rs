@@ -18,13 +18,16 @@ mod error;
 mod events;
 mod handshake;
 mod heartbeat;
+mod http_extras;
 mod notify;
 mod outbox;
 mod output;
 mod protocol;
 mod ratelimit;
 mod stats;
+mod stream;
 mod target;
+mod tls_options;
 mod transport;
 mod worker;
 

@@ -16,6 +16,16 @@ use tungstenite::Message;
 pub struct Outgoing {
     pub id: u64,
     pub msg: Message,
+    /// One piece of a message sent in pieces (`msg` is then binary, whatever the type).
+    pub piece: Option<Piece>,
+}
+
+/// Where a piece sits in its message.
+#[derive(Clone, Copy, Debug)]
+pub struct Piece {
+    pub text: bool,
+    pub first: bool,
+    pub last: bool,
 }
 
 impl Outgoing {
@@ -41,6 +51,9 @@ pub struct Outbox {
     /// High bit: closed to new messages. Low bits: senders between check and push.
     gate: AtomicUsize,
     queued_bytes: AtomicUsize,
+    /// Of `queued_bytes`, whole messages the worker holds back behind an open message in
+    /// pieces: pieces do not count them, so the final piece always fits in the end.
+    held_bytes: AtomicUsize,
     limit: usize,
     next_id: AtomicU64,
     /// Set by the first sender after the worker last looked; clears on the worker's side.
@@ -76,6 +89,7 @@ impl Outbox {
             rx,
             gate: AtomicUsize::new(GATE_CLOSED),
             queued_bytes: AtomicUsize::new(0),
+            held_bytes: AtomicUsize::new(0),
             limit,
             next_id: AtomicU64::new(1),
             wake_pending: AtomicBool::new(false),
@@ -94,11 +108,17 @@ impl Outbox {
         self.gate.fetch_and(!GATE_CLOSED, SeqCst);
     }
 
-    /// Queues a message for the worker; returns its send id. With a send timeout, a send
-    /// that finds the queue full waits for room (never on the worker's own thread).
+    /// Queues a message for the worker; returns its send id.
     pub fn push(&self, msg: Message) -> Result<u64> {
+        self.push_piece(msg, None)
+    }
+
+    /// Queues a message, or with `piece` one piece of a message; returns its send id. With a
+    /// send timeout, a send that finds the queue full waits for room (never on the worker's
+    /// own thread).
+    pub fn push_piece(&self, msg: Message, piece: Option<Piece>) -> Result<u64> {
         let len = msg.len();
-        let (msg, queued) = match self.try_push(msg, len) {
+        let (msg, queued) = match self.try_push(msg, piece, len) {
             Ok(id) => return Ok(id),
             Err(Refused::Closed) => return Err(not_connected()),
             Err(Refused::Full(msg, queued)) => (msg, queued),
@@ -121,7 +141,7 @@ impl Outbox {
         let mut queued = queued;
         let deadline = Instant::now() + timeout;
         let outcome = self.space.wait(deadline, || {
-            match self.try_push(msg.take().expect("kept while waiting"), len) {
+            match self.try_push(msg.take().expect("kept while waiting"), piece, len) {
                 Ok(id) => Some(Ok(id)),
                 Err(Refused::Closed) => Some(Err(not_connected())),
                 Err(Refused::Full(m, q)) => {
@@ -147,19 +167,33 @@ impl Outbox {
 
     /// One attempt: queues the message if the gate is open and it fits; else hands it back
     /// with the bytes queued at the time.
-    fn try_push(&self, msg: Message, len: usize) -> std::result::Result<u64, Refused> {
+    fn try_push(
+        &self,
+        msg: Message,
+        piece: Option<Piece>,
+        len: usize,
+    ) -> std::result::Result<u64, Refused> {
         if self.gate.fetch_add(1, SeqCst) & GATE_CLOSED != 0 {
             self.gate.fetch_sub(1, SeqCst);
             return Err(Refused::Closed);
         }
-        let result = self.push_open(msg, len);
+        let result = self.push_open(msg, piece, len);
         self.gate.fetch_sub(1, SeqCst);
         result
     }
 
-    fn push_open(&self, msg: Message, len: usize) -> std::result::Result<u64, Refused> {
+    fn push_open(
+        &self,
+        msg: Message,
+        piece: Option<Piece>,
+        len: usize,
+    ) -> std::result::Result<u64, Refused> {
         let queued = self.queued_bytes.fetch_add(len, SeqCst) + len;
-        if queued > self.limit {
+        let exempt = match piece {
+            Some(_) => self.held_bytes.load(SeqCst),
+            None => 0,
+        };
+        if queued.saturating_sub(exempt) > self.limit {
             self.queued_bytes.fetch_sub(len, SeqCst);
             return Err(Refused::Full(msg, queued - len));
         }
@@ -168,7 +202,7 @@ impl Outbox {
         self.marks.on_push(queued);
         let id = self.next_id.fetch_add(1, SeqCst);
         // The receiver lives as long as self, so this cannot fail.
-        let _ = self.tx.send(Outgoing { id, msg });
+        let _ = self.tx.send(Outgoing { id, msg, piece });
         if !self.wake_pending.swap(true, SeqCst) {
             self.wake();
         }
@@ -239,6 +273,16 @@ impl Outbox {
         if n > 0 {
             self.queued_bytes.fetch_sub(n, SeqCst);
             self.space.notify();
+        }
+    }
+
+    /// Worker side: `n` bytes of whole messages are now held back behind pieces (`held`
+    /// true) or no longer (false).
+    pub fn hold(&self, n: usize, held: bool) {
+        if held {
+            self.held_bytes.fetch_add(n, SeqCst);
+        } else {
+            self.held_bytes.fetch_sub(n, SeqCst);
         }
     }
 

@@ -9,9 +9,10 @@ use crate::events::{
 };
 use crate::heartbeat::{Beat, Heartbeat};
 use crate::outbox::{Outbox, Outgoing};
-use crate::protocol::{ReadError, Session, Unsent};
+use crate::protocol::{Incoming, ReadError, Session, Unsent};
 use crate::ratelimit::RateLimit;
 use crate::stats::{Counters, PingTimer, SharedCounters};
+use crate::stream::CONTINUES;
 use crate::target::Target;
 use crate::transport::{self, Io, SOCKET, WAKER};
 use crate::*;
@@ -45,6 +46,8 @@ pub struct Shared {
     pub state: AtomicU8,
     /// The client was freed: deliver nothing more and exit.
     pub stop: AtomicBool,
+    /// The handshake's last answer, set once before OPEN (or the connect failure's ERROR).
+    pub response: std::sync::OnceLock<crate::http_extras::Response>,
 }
 
 pub(crate) const STATE_IDLE: u8 = 0;
@@ -59,6 +62,15 @@ fn kind_of(msg: &Message) -> EventKind {
         Message::Text(_) => EventKind::Text,
         Message::Ping(_) => EventKind::Ping,
         _ => EventKind::Binary,
+    }
+}
+
+/// The event type of a queued message or piece.
+fn kind_of_out(out: &Outgoing) -> EventKind {
+    match out.piece {
+        Some(p) if p.text => EventKind::Text,
+        Some(_) => EventKind::Binary,
+        None => kind_of(&out.msg),
     }
 }
 
@@ -121,6 +133,11 @@ struct Conn {
     /// Messages handed to the session, until all their bytes are written: reported as
     /// `SendFailed` if the connection ends first.
     inflight: VecDeque<Inflight>,
+    /// A message sent in pieces is open on the wire (its first piece went out, its last not).
+    piece_open: bool,
+    /// Whole data messages taken while a message in pieces was open: they follow its last
+    /// piece, since RFC 6455 forbids interleaving data frames of two messages.
+    held: VecDeque<Outgoing>,
 }
 
 /// A message handed to the session whose bytes are not all written yet.
@@ -130,6 +147,8 @@ struct Inflight {
     id: u64,
     kind: EventKind,
     payload: Unsent,
+    /// A whole message or the last piece of one (counts as a message sent).
+    ends_message: bool,
 }
 
 impl Conn {
@@ -148,6 +167,8 @@ impl Conn {
             write_shut: false,
             close_deadline: None,
             inflight: VecDeque::new(),
+            piece_open: false,
+            held: VecDeque::new(),
         }
     }
 
@@ -160,6 +181,42 @@ impl Conn {
         !self.sendable() || self.close_requested.is_some()
     }
 
+    /// The next message to hand to the session: those held back behind a message in pieces
+    /// come first once it ended. Whole data messages that arrive while one is open are held.
+    fn next_outgoing(&mut self, outbox: &Outbox) -> Option<Outgoing> {
+        loop {
+            if !self.piece_open {
+                if let Some(out) = self.held.pop_front() {
+                    outbox.hold(out.len(), false);
+                    return Some(out);
+                }
+            }
+            let out = outbox.try_take()?;
+            let data = matches!(out.msg, Message::Text(_) | Message::Binary(_));
+            if self.piece_open && out.piece.is_none() && data {
+                outbox.hold(out.len(), true);
+                self.held.push_back(out);
+                continue;
+            }
+            return Some(out);
+        }
+    }
+
+    /// Hands a message or piece to the session.
+    fn write(&mut self, out: Outgoing) -> Unsent {
+        match out.piece {
+            Some(p) => {
+                self.piece_open = !p.last;
+                let payload = match out.msg {
+                    Message::Binary(b) => b,
+                    _ => Bytes::new(),
+                };
+                self.ws.write_piece(p.text, p.first, p.last, payload)
+            }
+            None => self.ws.write(out.msg),
+        }
+    }
+
     /// Drops the records of messages whose bytes are all written, counting them as sent.
     fn settle(&mut self, counters: &mut Counters) {
         let written = self.ws.written();
@@ -168,7 +225,7 @@ impl Conn {
             if m.kind == EventKind::Ping {
                 counters.pings_sent += 1;
             } else {
-                counters.messages_sent += 1;
+                counters.messages_sent += u64::from(m.ends_message);
                 counters.bytes_sent += m.payload.len() as u64;
             }
         }
@@ -188,8 +245,8 @@ pub struct Worker {
     /// The send rate limit; None when there is none (then no clock is read for it).
     limit: Option<RateLimit>,
     /// A message taken from the outbox that the rate limit holds back; it goes first.
-    held: Option<Outgoing>,
-    /// When the rate limit lets `held` go.
+    rate_held: Option<Outgoing>,
+    /// When the rate limit lets `rate_held` go.
     rate_wait: Option<Instant>,
 }
 
@@ -215,7 +272,7 @@ pub fn spawn(
         counters: Counters::default(),
         pings: PingTimer::default(),
         limit,
-        held: None,
+        rate_held: None,
         rate_wait: None,
     };
     std::thread::Builder::new()
@@ -256,8 +313,13 @@ impl Worker {
                 events: &mut self.events,
                 outbox: &shared.outbox,
                 deadline: Instant::now() + config.connect_timeout,
+                response: None,
             };
-            transport::open(&mut io, &shared.target, config)
+            let opened = transport::open(&mut io, &shared.target, config);
+            if let Some(answer) = io.response.take() {
+                let _ = shared.response.set(answer);
+            }
+            opened
         };
         let opened = match opened {
             Ok(o) => o,
@@ -285,7 +347,43 @@ impl Worker {
         self.counters.frames_received += conn.ws.frames_received;
         match end {
             Some(end) => {
-                let unsent = conn.inflight.drain(..).collect();
+                let mut unsent: Vec<Inflight> = conn.inflight.drain(..).collect();
+                // The message the rate limit held back.
+                if let Some(out) = self.rate_held.take() {
+                    shared.outbox.release(out.len());
+                    let kind = kind_of_out(&out);
+                    let payload = match out.msg {
+                        Message::Text(t) => t.into(),
+                        Message::Binary(b) | Message::Ping(b) => b,
+                        _ => Bytes::new(),
+                    };
+                    unsent.push(Inflight {
+                        end: 0,
+                        id: out.id,
+                        kind,
+                        payload: Unsent::Kept(payload),
+                        ends_message: true,
+                    });
+                }
+                for out in conn.held.drain(..) {
+                    shared.outbox.hold(out.len(), false);
+                    shared.outbox.release(out.len());
+                    let kind = kind_of_out(&out);
+                    let payload = match out.msg {
+                        Message::Text(t) => t.into(),
+                        Message::Binary(b) => b,
+                        _ => Bytes::new(),
+                    };
+                    unsent.push(Inflight {
+                        end: 0,
+                        id: out.id,
+                        kind,
+                        payload: Unsent::Kept(payload),
+                        ends_message: true,
+                    });
+                }
+                // Reported in the order they were sent.
+                unsent.sort_by_key(|m| m.id);
                 self.finish(end, unsent);
             }
             None => self.leave_quietly(&mut conn),
@@ -373,11 +471,11 @@ impl Worker {
     }
 
     fn next_timeout(&self, conn: &Conn, now: Instant) -> Option<Duration> {
+        let queued = self.rate_held.is_some()
+            || self.shared.outbox.has_pending()
+            || (!conn.piece_open && !conn.held.is_empty());
         let rate_ok = !matches!(self.rate_wait, Some(t) if t > now);
-        let can_write = conn.want_flush
-            || (conn.sendable()
-                && rate_ok
-                && (self.held.is_some() || self.shared.outbox.has_pending()));
+        let can_write = conn.want_flush || (conn.sendable() && rate_ok && queued);
         let busy = (conn.read_ready && !self.paused && conn.failure.is_none())
             || (!conn.write_blocked && can_write);
         if busy {
@@ -404,7 +502,7 @@ impl Worker {
         let mut released = 0;
         self.rate_wait = None;
         while conn.sendable() && !conn.write_blocked && conn.ws.pending_output() < WRITE_BATCH {
-            let Some(out) = self.held.take().or_else(|| outbox.try_take()) else {
+            let Some(out) = self.rate_held.take().or_else(|| conn.next_outgoing(outbox)) else {
                 if let Some((code, reason)) = conn.close_requested.take() {
                     let frame = CloseFrame {
                         code: CloseCode::from(code),
@@ -420,7 +518,7 @@ impl Worker {
                 if !matches!(out.msg, Message::Ping(_)) {
                     if let Err(wait) = limit.take(out.len(), now) {
                         self.rate_wait = Some(now + wait);
-                        self.held = Some(out);
+                        self.rate_held = Some(out);
                         break;
                     }
                 }
@@ -429,14 +527,16 @@ impl Worker {
                 self.pings.sent(p.clone(), Instant::now());
             }
             released += out.len();
-            let (id, kind) = (out.id, kind_of(&out.msg));
-            let payload = conn.ws.write(out.msg);
+            let (id, kind) = (out.id, kind_of_out(&out));
+            let ends_message = out.piece.map_or(true, |p| p.last);
+            let payload = conn.write(out);
             let end = conn.ws.written() + conn.ws.pending_output() as u64;
             conn.inflight.push_back(Inflight {
                 end,
                 id,
                 kind,
                 payload,
+                ends_message,
             });
             conn.want_flush = true;
         }
@@ -474,7 +574,20 @@ impl Worker {
         let mut end = None;
         for n in 0..READ_BUDGET {
             match conn.ws.read() {
-                Ok(msg) => self.on_message(conn, msg, now),
+                Ok(Incoming::Message(msg)) => self.on_message(conn, msg, now),
+                Ok(Incoming::Chunk(c)) => {
+                    let kind = if c.text {
+                        EventKind::Text
+                    } else {
+                        EventKind::Binary
+                    };
+                    // A streamed message counts once, at its last chunk.
+                    self.counters.messages_received += u64::from(c.flags & CONTINUES == 0);
+                    self.counters.bytes_received += c.data.len() as u64;
+                    let mut ev = Event::new(kind, c.data);
+                    ev.flags = c.flags;
+                    self.emit(ev);
+                }
                 Err(ReadError::WouldBlock) => {
                     conn.read_ready = false;
                     break;
@@ -681,10 +794,12 @@ impl Worker {
     fn leave_quietly(&mut self, conn: &mut Conn) {
         let outbox = &self.shared.outbox;
         outbox.close_gate();
-        while let Some(out) = self.held.take().or_else(|| outbox.try_take()) {
+        while let Some(out) = self.rate_held.take().or_else(|| conn.next_outgoing(outbox)) {
             outbox.release(out.len());
-            conn.ws.write(out.msg);
+            conn.write(out);
         }
+        // Whole messages still held back behind an unfinished message in pieces cannot go.
+        conn.held.clear();
         conn.ws.close(Some(CloseFrame {
             code: CloseCode::Away,
             reason: "client freed".into(),
@@ -707,13 +822,13 @@ impl Worker {
         } else {
             end.status
         };
-        let held = self.held.take();
+        let held = self.rate_held.take();
         let queued = held
             .into_iter()
             .chain(std::iter::from_fn(|| shared.outbox.try_take()));
         let queued = queued.map(|out| {
             shared.outbox.release(out.len());
-            let kind = kind_of(&out.msg);
+            let kind = kind_of_out(&out);
             let payload = match out.msg {
                 Message::Text(t) => t.into(),
                 Message::Binary(b) | Message::Ping(b) => b,

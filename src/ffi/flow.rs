@@ -72,7 +72,8 @@ pub unsafe extern "C" fn wsc_config_set_send_timeout_ms(
 
 /// Limits the rate at which queued messages are handed to the socket (default: no limit).
 ///
-/// `messages_per_sec`: text and binary messages per second; `bytes_per_sec`: their payload
+/// `messages_per_sec`: text and binary messages per second (each piece given to
+/// `wsc_client_send_fragment` counts as one); `bytes_per_sec`: their payload
 /// bytes per second (before compression). 0 means no limit on that measure; both 0 turns the
 /// limit off. Each is a token bucket holding `burst_ms` worth of its rate (0: 1000 ms, one
 /// second's worth), at least one message: after a quiet period that much goes out at once,
@@ -117,13 +118,16 @@ pub unsafe extern "C" fn wsc_config_set_send_rate_limit(
 pub struct wsc_stats {
     /// In: `sizeof(wsc_stats)` as the caller compiled it. Not written by the library.
     pub size: usize,
-    /// Text and binary messages written to the socket in full.
+    /// Text and binary messages written to the socket in full (a message sent in pieces
+    /// with `wsc_client_send_fragment` counts once, when its last piece is written).
     pub messages_sent: u64,
-    /// Payload bytes of those messages (before compression, without frame headers).
+    /// Payload bytes of those messages and pieces (before compression, without frame
+    /// headers).
     pub bytes_sent: u64,
-    /// Text and binary messages received (whole messages).
+    /// Text and binary messages received (whole messages; a streamed message counts once,
+    /// at its last chunk).
     pub messages_received: u64,
-    /// Payload bytes of those messages (after decompression).
+    /// Payload bytes of those messages and chunks (after decompression).
     pub bytes_received: u64,
     /// Frames queued for the socket: data frames, pings, pongs and close frames.
     pub frames_sent: u64,

@@ -9,7 +9,9 @@ pub mod client;
 pub mod config;
 pub mod event;
 pub mod flow;
+pub mod handshake_extras;
 pub mod status;
+pub mod tls_options;
 
 use crate::error::{Error, Result};
 use status::*;
