@@ -328,3 +328,54 @@ fn counters_only_grow_while_read_from_another_thread() {
     assert_eq!(s.messages_received, 2000);
     assert_eq!(s.bytes_received, 2_000_000);
 }
+
+#[test]
+fn pieces_and_streamed_chunks_count_as_one_message_each() {
+    let server = WsServer::echo();
+    let cfg = Cfg::new();
+    // Receive in chunks of at most 100 bytes; no compression, so frames are as sent.
+    assert_ok(
+        unsafe { wsc_config_set_stream_chunk_size(cfg.raw(), 100) },
+        "chunk size",
+    );
+    assert_ok(
+        unsafe { wsc_config_set_deflate(cfg.raw(), false) },
+        "deflate off",
+    );
+    let (c, _) = TestClient::open(&server.url(), Some(&cfg), false);
+    let data = pattern(900, 7);
+    for (i, piece) in data.chunks(300).enumerate() {
+        let last = i == 2;
+        let st = unsafe {
+            wsc_client_send_fragment(
+                c.raw(),
+                WSC_EVENT_BINARY,
+                piece.as_ptr(),
+                piece.len(),
+                last,
+                std::ptr::null_mut(),
+            )
+        };
+        assert_ok(st, "send_fragment");
+    }
+    // The server reassembles and echoes it whole, in one frame; it comes back in chunks.
+    let mut got = Vec::new();
+    loop {
+        let ev = c.must_next(WAIT);
+        assert_eq!(ev.ty, WSC_EVENT_BINARY, "{ev:?}");
+        got.extend_from_slice(&ev.data);
+        if ev.flags & 1 == 0 {
+            break;
+        }
+    }
+    assert_eq!(got, data);
+    let s = stats(&c);
+    assert_eq!(s.messages_sent, 1, "three pieces, one message");
+    assert_eq!(s.bytes_sent, 900);
+    assert_eq!(s.frames_sent, 3);
+    assert_eq!(s.messages_received, 1, "nine chunks, one message");
+    assert_eq!(s.bytes_received, 900);
+    assert_eq!(s.frames_received, 1);
+    assert_ok(c.close(1000, None), "close");
+    final_close(&c.until_close(WAIT));
+}
