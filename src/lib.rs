@@ -10,6 +10,7 @@
 
 #![allow(clippy::missing_safety_doc)]
 
+mod backpressure;
 mod client;
 mod config;
 mod deflate;
@@ -24,7 +25,9 @@ mod outbox;
 mod output;
 mod protocol;
 mod proxy;
+mod ratelimit;
 mod reconnect;
+mod stats;
 mod stream;
 mod target;
 mod tls_options;
@@ -33,7 +36,7 @@ mod worker;
 
 pub mod ffi;
 
-pub use client::{Client, EventHandler, State};
+pub use client::{Client, EventHandler, State, Stats};
 pub use config::Config;
 pub use error::{Error, Result};
 pub use events::{Event, EventKind};
