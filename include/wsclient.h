@@ -1183,6 +1183,9 @@ wsc_status wsc_config_set_host_header(struct wsc_config *cfg, const char *value)
  * or when the connect failed before any answer: DNS, TCP, TLS, timeout), and
  * `WSC_ERR_INVALID_ARGUMENT` for NULL. `*out` is written only on success. Thread-safe: the
  * worker stores the answer once, before delivering OPEN or ERROR, and never changes it.
+ * With automatic reconnect (`wsc_config_set_reconnect`) this stays the answer to the first
+ * attempt that got one: later attempts do not replace it, so that the pointers the header
+ * getters hand out stay valid until `wsc_client_free`.
  */
 wsc_status wsc_client_response_status(const struct wsc_client *client, uint16_t *out);
 
