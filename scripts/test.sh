@@ -18,8 +18,9 @@ run() {
     shift
     local log="$log_dir/$name.log"
     echo "=== $name: $*"
-    local rc=0
+    local rc=0 start=$SECONDS
     "$@" >"$log" 2>&1 || rc=$?
+    local took="($((SECONDS - start)) s)"
     local counts
     counts=$(grep -E "^$name: [0-9]+ passed, [0-9]+ failed" "$log" | tail -n 1)
     if [ -n "$counts" ]; then
@@ -28,10 +29,10 @@ run() {
     fi
     if [ $rc -ne 0 ]; then
         tail -n 200 "$log"
-        summary+=("FAIL $name (exit $rc; full log: $log) ${counts#*: }")
+        summary+=("FAIL $name (exit $rc; full log: $log) ${counts#*: } $took")
         failed=1
     else
-        summary+=("ok   ${counts:-$name: ok}")
+        summary+=("ok   ${counts:-$name: ok} $took")
     fi
 }
 
