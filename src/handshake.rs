@@ -75,6 +75,12 @@ impl Handshake {
         })
     }
 
+    /// The `Sec-WebSocket-Accept` value the server must send (for the fuzz target).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn accept_key(&self) -> &str {
+        &self.accept_key
+    }
+
     /// Makes progress; `Ok(None)` means the stream would block: call again when it is ready.
     pub fn advance(&mut self, stream: &mut (impl Read + Write)) -> Result<Option<Accepted>> {
         while self.written < self.request.len() {
