@@ -230,6 +230,67 @@ mod tests {
         assert!(replayed >= 20, "only {replayed} inputs found under {root:?}");
     }
 
+    /// A valid answer split at every position, and dripped in chunks of 1 to 7 bytes, is
+    /// accepted (the handshake parses only when the head may be complete).
+    #[test]
+    fn a_valid_answer_is_accepted_however_it_is_split() {
+        use super::*;
+        let target = Target::parse("ws://fuzz.test/").unwrap();
+        let config = Config::default();
+        let answer = |hs: &Handshake| {
+            format!(
+                "\r\nHTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+                hs.accept_key()
+            )
+            .into_bytes()
+            .into_iter()
+            .chain(*b"\x81\x02hi")
+            .collect::<Vec<u8>>()
+        };
+        let run = |chunks: &mut dyn Iterator<Item = usize>, label: &str| {
+            let mut hs = Handshake::new(&target, &config).unwrap();
+            let input = answer(&hs);
+            let mut fed = 0;
+            let mut mem = Mem { input: &[], chunk: usize::MAX, eof: false, written: 0 };
+            loop {
+                match hs.advance(&mut mem) {
+                    Ok(Some(a)) => {
+                        // What followed the head in the bytes read so far is kept.
+                        let after_head = &input[input.len() - 4..fed.max(input.len() - 4)];
+                        assert_eq!(a.tail, after_head, "{label}");
+                        return;
+                    }
+                    Ok(None) => {}
+                    Err(e) => panic!("{label}: {e:?}"),
+                }
+                assert!(fed < input.len(), "{label}: not accepted after all input");
+                let n = chunks.next().unwrap().min(input.len() - fed);
+                mem.input = &input[fed..fed + n];
+                fed += n;
+            }
+        };
+        for cut in 1..120 {
+            run(&mut [cut, usize::MAX].into_iter().cycle(), &format!("cut at {cut}"));
+        }
+        for size in 1..8 {
+            run(&mut std::iter::repeat(size), &format!("chunks of {size}"));
+        }
+    }
+
+    /// A 64 KiB head dripped a byte at a time costs linear work, not quadratic (fuzzing ran at
+    /// a few hundred inputs a second before).
+    #[test]
+    fn a_dripped_head_is_not_re_parsed_per_byte() {
+        let mut d = vec![0u8]; // chunk size 1
+        d.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nX: ");
+        d.resize(70_000, b'a');
+        let t = std::time::Instant::now();
+        super::handshake(&d);
+        // Quadratic parsing took 1.5 s in release and minutes in debug builds; linear takes
+        // milliseconds. A generous bound: this is a complexity check, not a benchmark.
+        assert!(t.elapsed() < std::time::Duration::from_secs(20), "{:?}", t.elapsed());
+    }
+
     #[test]
     fn non_ascii_values_the_setters_accept_can_be_sent() {
         // The setters allow obs-text (bytes >= 0x80); the request builder must carry them.

@@ -31,6 +31,10 @@ pub struct Handshake {
     written: usize,
     accept_key: String,
     response: Vec<u8>,
+    /// How much of `response` `worth_parsing` has looked at.
+    scanned: usize,
+    /// Where the status line starts (after any empty lines), once seen.
+    status_at: Option<usize>,
     subprotocols: Vec<String>,
     offered_deflate: Vec<deflate::Offer>,
 }
@@ -70,6 +74,8 @@ impl Handshake {
             written: 0,
             accept_key: derive_accept_key(key.as_bytes()),
             response: Vec::with_capacity(1024),
+            scanned: 0,
+            status_at: None,
             subprotocols: config.subprotocols.clone(),
             offered_deflate: offers,
         })
@@ -97,8 +103,10 @@ impl Handshake {
             Err(e) => return Err(io_error(e)),
         }
         loop {
-            if let Some(accepted) = self.parse()? {
-                return Ok(Some(accepted));
+            if self.worth_parsing() {
+                if let Some(accepted) = self.parse()? {
+                    return Ok(Some(accepted));
+                }
             }
             let mut chunk = [0u8; 4096];
             match stream.read(&mut chunk) {
@@ -114,6 +122,28 @@ impl Handshake {
                 ));
             }
         }
+    }
+
+    /// Whether the bytes read since the last look may complete the head (a blank line after
+    /// the status line) or show it is not HTTP (the first bytes). Parsing only then keeps the
+    /// work linear in the response size: a server dripping its answer a byte at a time would
+    /// otherwise have the whole head re-parsed per byte (quadratic; found by fuzzing).
+    fn worth_parsing(&mut self) -> bool {
+        let buf = &self.response;
+        let from = std::mem::replace(&mut self.scanned, buf.len());
+        let status_at = match self.status_at {
+            Some(at) => at,
+            // Only the new bytes: everything before them was CR/LF.
+            None => match buf[from..].iter().position(|&b| b != b'\r' && b != b'\n') {
+                Some(i) => *self.status_at.insert(from + i),
+                None => return false,
+            },
+        };
+        if from == 0 {
+            return true;
+        }
+        let window = &buf[from.saturating_sub(3).max(status_at)..];
+        window.windows(2).any(|w| w == b"\n\n") || window.windows(3).any(|w| w == b"\n\r\n")
     }
 
     /// Parses and checks the response once its head is complete.
