@@ -35,6 +35,8 @@ pub struct Handshake {
     scanned: usize,
     /// Where the status line starts (after any empty lines), once seen.
     status_at: Option<usize>,
+    /// Values of the caller's headers (credentials, often), masked in error messages.
+    secrets: Vec<String>,
     subprotocols: Vec<String>,
     offered_deflate: Vec<deflate::Offer>,
 }
@@ -76,6 +78,7 @@ impl Handshake {
             response: Vec::with_capacity(1024),
             scanned: 0,
             status_at: None,
+            secrets: config.headers.iter().map(|(_, v)| v.clone()).collect(),
             subprotocols: config.subprotocols.clone(),
             offered_deflate: offers,
         })
@@ -104,7 +107,7 @@ impl Handshake {
         }
         loop {
             if self.worth_parsing() {
-                if let Some(accepted) = self.parse()? {
+                if let Some(accepted) = self.parse().map_err(|e| self.scrub(e))? {
                     return Ok(Some(accepted));
                 }
             }
@@ -115,13 +118,24 @@ impl Handshake {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) => return Err(io_error(e)),
             }
-            if self.response.len() > MAX_RESPONSE_HEAD && self.parse()?.is_none() {
+            if self.response.len() > MAX_RESPONSE_HEAD
+                && self.parse().map_err(|e| self.scrub(e))?.is_none()
+            {
                 return Err(Error::new(
                     WSC_ERR_HANDSHAKE,
                     format!("handshake: response head exceeds {MAX_RESPONSE_HEAD} bytes"),
                 ));
             }
         }
+    }
+
+    /// Error messages quote what the server sent (a reason phrase, a header value), and a
+    /// server may echo the request back: the caller's header values are masked in them.
+    fn scrub(&self, mut e: Error) -> Error {
+        for secret in self.secrets.iter().filter(|s| !s.trim().is_empty()) {
+            e.message = e.message.replace(secret.as_str(), "***");
+        }
+        e
     }
 
     /// Whether the bytes read since the last look may complete the head (a blank line after
@@ -162,7 +176,8 @@ impl Handshake {
         };
         let code = resp.code.unwrap_or(0);
         if code != 101 {
-            let reason = resp.reason.unwrap_or("");
+            // The reason phrase is the server's: quote at most 100 characters of it.
+            let reason: String = resp.reason.unwrap_or("").chars().take(100).collect();
             return Err(Error::new(
                 WSC_ERR_HANDSHAKE,
                 format!("handshake: server answered HTTP {code} {reason} instead of 101 Switching Protocols"),

@@ -15,8 +15,9 @@ pub struct Target {
 
 impl Target {
     pub fn parse(input: &str) -> Result<Target> {
+        let shown = redact(input);
         let bad =
-            |why: String| Error::new(WSC_ERR_INVALID_URL, format!("invalid URL {input:?}: {why}"));
+            |why: String| Error::new(WSC_ERR_INVALID_URL, format!("invalid URL {shown:?}: {why}"));
         let mut url = url::Url::parse(input).map_err(|e| bad(e.to_string()))?;
         let tls = match url.scheme() {
             "ws" => false,
@@ -53,6 +54,25 @@ impl Target {
     }
 }
 
+/// The URL as error messages show it: any user info (`user:password@`) replaced by `***@`,
+/// so credentials put in a URL by mistake never end up in a message or a log.
+fn redact(input: &str) -> String {
+    let Some(scheme_end) = input.find("://").map(|i| i + 3) else {
+        return input.to_owned();
+    };
+    let authority_end = input[scheme_end..]
+        .find(['/', '?', '#'])
+        .map_or(input.len(), |i| scheme_end + i);
+    match input[scheme_end..authority_end].rfind('@') {
+        Some(at) => format!(
+            "{}***{}",
+            &input[..scheme_end],
+            &input[scheme_end + at..]
+        ),
+        None => input.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Target;
@@ -82,5 +102,25 @@ mod tests {
         ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn credentials_never_appear_in_the_error() {
+        for url in [
+            "ws://alice:s3cret@h/",
+            "wss://tok3n@h:99999/",
+            "ws://alice:s3cret@[bad/",
+            "http://alice:s3cret@h/",
+            "ws://alice:s3cret@h/#frag",
+        ] {
+            let e = Target::parse(url).unwrap_err();
+            assert!(
+                !e.message.contains("s3cret") && !e.message.contains("tok3n"),
+                "{url}: {}",
+                e.message
+            );
+            assert!(e.message.contains("***@"), "{}", e.message);
+        }
+        assert_eq!(super::redact("ws://h/a@b"), "ws://h/a@b");
     }
 }

@@ -376,3 +376,58 @@ fn a_caller_that_never_polls_but_frees_loses_nothing_silently() {
     let d = c.free();
     assert!(d < Duration::from_secs(5), "free took {d:?}");
 }
+
+// ------------------------------------------------------------------------------------------
+// Credentials
+// ------------------------------------------------------------------------------------------
+
+#[test]
+fn credentials_never_appear_in_error_messages() {
+    const SECRET: &str = "s3cret-t0ken";
+    // In a URL (refused: credentials belong in a header).
+    let url = cstr(&format!("ws://alice:{SECRET}@127.0.0.1:1/"));
+    let mut out: *mut wsc_client = std::ptr::null_mut();
+    assert_status(
+        unsafe { wsc_client_new(url.as_ptr(), std::ptr::null(), &mut out) },
+        WSC_ERR_INVALID_URL,
+        "URL with credentials",
+    );
+    assert!(!last_error().contains(SECRET), "{}", last_error());
+    // In a header value that is refused...
+    let cfg = Cfg::new();
+    let (name, bad) = (cstr("Authorization"), cstr(&format!("Bearer {SECRET}\x7f")));
+    assert_status(
+        unsafe { wsc_config_add_header(cfg.raw(), name.as_ptr(), bad.as_ptr()) },
+        WSC_ERR_INVALID_ARGUMENT,
+        "header value with DEL",
+    );
+    assert!(!last_error().contains(SECRET), "{}", last_error());
+    // ...and in one that is sent, when the handshake then fails every way it can.
+    let cfg = Cfg::new().header("Authorization", &format!("Bearer {SECRET}"));
+    let echo_request = RawServer::start(|mut s| {
+        if let Ok(head) = read_request(&mut s) {
+            // A server that echoes the credentials back in its refusal.
+            let body = format!("bad {}", raw_header(&head, "Authorization").unwrap_or("none"));
+            let _ = s.write_all(
+                format!("HTTP/1.1 401 {body}\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+            );
+        }
+    });
+    let no_accept = RawServer::start(|mut s| {
+        let _ = read_request(&mut s);
+        let _ = s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    });
+    let refused = format!("ws://127.0.0.1:{}/", refused_port());
+    for url in [echo_request.url(), no_accept.url(), refused] {
+        let c = TestClient::start(&url, Some(&cfg), false);
+        let events = c.until_close(WAIT);
+        for ev in &events {
+            assert!(!ev.text().contains(SECRET), "{url}: {ev:?}");
+        }
+        assert!(!of_type(&events, WSC_EVENT_ERROR).is_empty(), "{events:?}");
+    }
+    // The echoing server's refusal is still reported, with the value masked.
+    let c = TestClient::start(&echo_request.url(), Some(&cfg), false);
+    let text = c.until_close(WAIT)[0].text();
+    assert!(text.contains("401 bad ***"), "{text}");
+}
