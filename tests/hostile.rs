@@ -650,3 +650,129 @@ fn tls_server_on_a_ws_url() {
     let msg = expect_handshake_failure(&server, None, WSC_ERR_HANDSHAKE);
     assert!(!msg.is_empty());
 }
+
+// ------------------------------------------------------------------------------------------
+// Compression and masking
+// ------------------------------------------------------------------------------------------
+
+#[test]
+fn decompression_bomb_is_refused_at_the_message_limit() {
+    // 16 MiB of zeros compresses to ~16 KiB; against a 1 MiB limit the client must stop
+    // inflating at the limit and fail with 1009, not allocate 16 MiB.
+    use flate2::{Compress, Compression, FlushCompress};
+    let zeros = vec![0u8; 16 << 20];
+    let mut z = Compress::new(Compression::fast(), false);
+    let mut out = Vec::with_capacity(1 << 20);
+    z.compress_vec(&zeros, &mut out, FlushCompress::Sync).unwrap();
+    assert!(out.len() < 1 << 20, "the bomb is small: {}", out.len());
+    drop(zeros);
+    out.truncate(out.len() - 4); // RFC 7692 strips 00 00 ff ff
+    let bomb = {
+        let mut f = frame_header(0xc2, out.len(), None); // FIN + RSV1 + binary
+        f.extend_from_slice(&out);
+        f
+    };
+    let b = bystander();
+    for callback in [false, true] {
+        let log = Arc::new(ServerLog::default());
+        let (log2, bomb) = (Arc::clone(&log), bomb.clone());
+        let server = RawServer::start(move |mut s| {
+            let Ok(head) = read_request(&mut s) else {
+                return;
+            };
+            let ext = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
+            let _ = s.write_all(switching_protocols(&head, ext).as_bytes());
+            let _ = s.write_all(&bomb);
+            let code = read_until_close(&mut s);
+            log2.update(|d| d.closes.push(code.flatten().map(|c| (c, String::new()))));
+        });
+        let before = vm_rss_kib();
+        let cfg = Cfg::new().max_message(1 << 20);
+        let (c, _) = TestClient::open(&server.url(), Some(&cfg), callback);
+        let events = c.until_close(WAIT);
+        let grown = vm_rss_kib().saturating_sub(before);
+        let errors = of_type(&events, WSC_EVENT_ERROR);
+        assert_eq!(errors.len(), 1, "{events:?}");
+        assert_status(errors[0].status, WSC_ERR_MESSAGE_TOO_LARGE, "bomb");
+        assert_eq!(final_close(&events).close_code, 1009);
+        assert!(log.wait(WAIT, |d| !d.closes.is_empty()));
+        assert_eq!(log.snapshot().closes, vec![Some((1009, String::new()))]);
+        // Inflating 16 MiB would show; the limit (and buffers) may.
+        assert!(grown < 12 << 10, "RSS grew by {} KiB", grown);
+    }
+    assert_process_healthy(b);
+}
+
+fn vm_rss_kib() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn every_client_frame_is_masked_with_a_fresh_key() {
+    // RFC 6455 5.3: each frame gets a new, unpredictable key (ours come from rand's CSPRNG).
+    // 200 frames: every one masked, no key repeated (a repeat among 200 random 32-bit keys
+    // has odds of about 5 in a million), no all-zero key; and the handshake keys of two
+    // connections differ.
+    const N: usize = 200;
+    let log = Arc::new(ServerLog::default());
+    let log2 = Arc::clone(&log);
+    let server = RawServer::start(move |mut s| {
+        let Ok(head) = raw_handshake(&mut s) else {
+            return;
+        };
+        let key = raw_header(&head, "Sec-WebSocket-Key").unwrap_or("").to_owned();
+        log2.update(|d| d.notes.push(format!("key {key}")));
+        for _ in 0..N {
+            let mut h = [0u8; 2];
+            if s.read_exact(&mut h).is_err() {
+                return;
+            }
+            let len = (h[1] & 0x7f) as usize;
+            assert!(len < 126, "small frames only");
+            let mut mask = [0u8; 4];
+            let masked = h[1] & 0x80 != 0;
+            if masked && s.read_exact(&mut mask).is_err() {
+                return;
+            }
+            let mut payload = vec![0u8; len];
+            let _ = s.read_exact(&mut payload);
+            log2.update(|d| {
+                d.notes.push(format!("frame masked={masked} key={}", u32::from_be_bytes(mask)))
+            });
+        }
+        discard(&mut s, Duration::from_secs(3));
+    });
+    let (c, _) = TestClient::open(&server.url(), None, false);
+    for i in 0..N {
+        assert_ok(c.send_binary(&[i as u8; 8]), "send");
+    }
+    assert!(server_saw(&log, N + 1), "the server read {} notes", log.snapshot().notes.len());
+    let (c2, _) = TestClient::open(&server.url(), None, false);
+    assert!(server_saw(&log, N + 2));
+    drop((c, c2));
+    let notes = log.snapshot().notes;
+    let keys: std::collections::HashSet<&str> = notes
+        .iter()
+        .filter_map(|n| n.strip_prefix("frame masked=true key="))
+        .collect();
+    assert_eq!(
+        notes.iter().filter(|n| n.starts_with("frame ")).count(),
+        N,
+        "{notes:?}"
+    );
+    assert_eq!(keys.len(), N, "every frame masked, no key repeated");
+    assert!(!keys.contains("0"));
+    let hs: Vec<&String> = notes.iter().filter(|n| n.starts_with("key ")).collect();
+    assert_eq!(hs.len(), 2);
+    assert_ne!(hs[0], hs[1], "Sec-WebSocket-Key is fresh per connection");
+    assert_eq!(hs[0].len(), 4 + 24, "16 random bytes, base64: {}", hs[0]);
+}
+
+fn server_saw(log: &ServerLog, notes: usize) -> bool {
+    log.wait(WAIT, |d| d.notes.len() >= notes)
+}
