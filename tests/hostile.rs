@@ -776,3 +776,37 @@ fn every_client_frame_is_masked_with_a_fresh_key() {
 fn server_saw(log: &ServerLog, notes: usize) -> bool {
     log.wait(WAIT, |d| d.notes.len() >= notes)
 }
+
+#[test]
+fn security_md_names_only_tests_that_exist() {
+    // SECURITY.md backs every default with named tests; a renamed or deleted test must not
+    // leave it pointing at nothing.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("SECURITY.md")).unwrap();
+    let mut sources = String::new();
+    for dir in ["tests", "src"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                sources.push_str(&std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+    let names: Vec<&str> = doc
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| {
+            s.contains('_')
+                && !s.starts_with("wsc_")
+                && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+        .collect();
+    assert!(names.len() >= 30, "only {} test names found", names.len());
+    for name in names {
+        assert!(
+            sources.contains(&format!("fn {name}(")),
+            "SECURITY.md names `{name}`, which is no test"
+        );
+    }
+}
