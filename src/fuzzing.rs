@@ -68,8 +68,10 @@ pub fn url(data: &[u8]) {
 pub fn handshake(data: &[u8]) {
     let (chunk, data) = split(data);
     let target = Target::parse("ws://fuzz.test/").expect("fixed URL");
-    let mut config = Config::default();
-    config.subprotocols = vec!["chat".into(), "superchat".into()];
+    let config = Config {
+        subprotocols: vec!["chat".into(), "superchat".into()],
+        ..Config::default()
+    };
     let mut hs = Handshake::new(&target, &config).expect("fixed request");
     let input = replace(data, b"{ACCEPT}", hs.accept_key().as_bytes());
     let mut mem = Mem {
@@ -82,7 +84,10 @@ pub fn handshake(data: &[u8]) {
     for _ in 0..=input.len() + 1 {
         match hs.advance(&mut mem) {
             Ok(Some(accepted)) => {
-                assert!(accepted.subprotocol.is_empty() || config.subprotocols.contains(&accepted.subprotocol));
+                assert!(
+                    accepted.subprotocol.is_empty()
+                        || config.subprotocols.contains(&accepted.subprotocol)
+                );
                 return;
             }
             Ok(None) => {}
@@ -133,12 +138,12 @@ pub fn session(data: &[u8]) {
         return;
     };
     let (chunk, input) = split(rest);
-    let mut config = Config::default();
-    config.max_message_size = 64 * 1024;
-    if flags & 2 != 0 {
-        config.max_frame_size = Some(4096);
-    }
-    let params = (flags & 1 != 0).then(|| Params {
+    let config = Config {
+        max_message_size: 64 * 1024,
+        max_frame_size: (flags & 2 != 0).then_some(4096),
+        ..Config::default()
+    };
+    let params = (flags & 1 != 0).then_some(Params {
         server_no_context_takeover: flags & 4 != 0,
         client_no_context_takeover: flags & 8 != 0,
         client_max_window_bits: 15,
@@ -153,14 +158,15 @@ pub fn session(data: &[u8]) {
     for _ in 0..=input.len() + 1 {
         match session.read() {
             Ok(msg) => {
-                assert!(msg.len() <= config.max_message_size, "message over the limit");
+                assert!(
+                    msg.len() <= config.max_message_size,
+                    "message over the limit"
+                );
                 if msg.is_close() {
                     let _ = session.flush();
                 }
             }
-            Err(ReadError::WouldBlock) | Err(ReadError::Closed) | Err(ReadError::Lost(_)) => {
-                return
-            }
+            Err(ReadError::WouldBlock) | Err(ReadError::Closed) | Err(ReadError::Lost(_)) => return,
             Err(ReadError::Fault(_, code)) => {
                 assert!(matches!(code, 1002 | 1007 | 1009), "close code {code}");
                 session.close(None);
@@ -203,7 +209,8 @@ mod tests {
     /// (`fuzz/regressions/<target>/`), so `cargo test` keeps them fixed.
     #[test]
     fn seeds_and_regressions_replay_cleanly() {
-        let targets: [(&str, fn(&[u8])); 5] = [
+        type Target = (&'static str, fn(&[u8]));
+        let targets: [Target; 5] = [
             ("url", super::url),
             ("handshake", super::handshake),
             ("extensions", super::extensions),
@@ -227,7 +234,10 @@ mod tests {
                 }
             }
         }
-        assert!(replayed >= 20, "only {replayed} inputs found under {root:?}");
+        assert!(
+            replayed >= 20,
+            "only {replayed} inputs found under {root:?}"
+        );
     }
 
     /// A valid answer split at every position, and dripped in chunks of 1 to 7 bytes, is
@@ -251,7 +261,12 @@ mod tests {
             let mut hs = Handshake::new(&target, &config).unwrap();
             let input = answer(&hs);
             let mut fed = 0;
-            let mut mem = Mem { input: &[], chunk: usize::MAX, eof: false, written: 0 };
+            let mut mem = Mem {
+                input: &[],
+                chunk: usize::MAX,
+                eof: false,
+                written: 0,
+            };
             loop {
                 match hs.advance(&mut mem) {
                     Ok(Some(a)) => {
@@ -270,7 +285,10 @@ mod tests {
             }
         };
         for cut in 1..120 {
-            run(&mut [cut, usize::MAX].into_iter().cycle(), &format!("cut at {cut}"));
+            run(
+                &mut [cut, usize::MAX].into_iter().cycle(),
+                &format!("cut at {cut}"),
+            );
         }
         for size in 1..8 {
             run(&mut std::iter::repeat(size), &format!("chunks of {size}"));
@@ -288,7 +306,11 @@ mod tests {
         super::handshake(&d);
         // Quadratic parsing took 1.5 s in release and minutes in debug builds; linear takes
         // milliseconds. A generous bound: this is a complexity check, not a benchmark.
-        assert!(t.elapsed() < std::time::Duration::from_secs(20), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            t.elapsed()
+        );
     }
 
     #[test]

@@ -101,12 +101,7 @@ pub struct Session<S = Stream> {
 }
 
 impl<S: Read + io::Write> Session<S> {
-    pub fn new(
-        stream: S,
-        tail: Vec<u8>,
-        deflate: Option<&Params>,
-        config: &Config,
-    ) -> Self {
+    pub fn new(stream: S, tail: Vec<u8>, deflate: Option<&Params>, config: &Config) -> Self {
         Self {
             frames: FrameSocket::from_partially_read(stream, tail),
             out: Output::default(),

@@ -64,11 +64,7 @@ fn redact(input: &str) -> String {
         .find(['/', '?', '#'])
         .map_or(input.len(), |i| scheme_end + i);
     match input[scheme_end..authority_end].rfind('@') {
-        Some(at) => format!(
-            "{}***{}",
-            &input[..scheme_end],
-            &input[scheme_end + at..]
-        ),
+        Some(at) => format!("{}***{}", &input[..scheme_end], &input[scheme_end + at..]),
         None => input.to_owned(),
     }
 }

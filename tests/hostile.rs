@@ -111,7 +111,10 @@ fn expect_handshake_failure(server: &RawServer, cfg: Option<&Cfg>, status: wsc_s
 fn answer_without(head: &str, header: &str) -> Vec<u8> {
     let full = switching_protocols(head, "");
     full.split_inclusive("\r\n")
-        .filter(|l| !l.to_ascii_lowercase().starts_with(&header.to_ascii_lowercase()))
+        .filter(|l| {
+            !l.to_ascii_lowercase()
+                .starts_with(&header.to_ascii_lowercase())
+        })
         .collect::<String>()
         .into_bytes()
 }
@@ -182,7 +185,9 @@ fn endless_response_head_is_bounded_by_the_handshake_timeout() {
         let mut i = 0u64;
         while Instant::now() < deadline {
             i += 1;
-            if s.write_all(format!("X-Drip-{}: {i}\r\n", i % 50).as_bytes()).is_err() {
+            if s.write_all(format!("X-Drip-{}: {i}\r\n", i % 50).as_bytes())
+                .is_err()
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -589,8 +594,9 @@ fn self_signed() -> native_tls::TlsAcceptor {
         rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
             .unwrap();
     let cert = params.self_signed(&key).unwrap();
-    let id = native_tls::Identity::from_pkcs8(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
-        .unwrap();
+    let id =
+        native_tls::Identity::from_pkcs8(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
+            .unwrap();
     native_tls::TlsAcceptor::new(id).unwrap()
 }
 
@@ -631,7 +637,9 @@ fn plain_tcp_server_on_a_wss_url() {
     let server = RawServer::start(|mut s| {
         let mut buf = [0u8; 512];
         let _ = s.read(&mut buf);
-        let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let _ = s.write_all(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
     });
     let url = format!("wss://127.0.0.1:{}/", server.port);
     let b = bystander();
@@ -663,7 +671,8 @@ fn decompression_bomb_is_refused_at_the_message_limit() {
     let zeros = vec![0u8; 16 << 20];
     let mut z = Compress::new(Compression::fast(), false);
     let mut out = Vec::with_capacity(1 << 20);
-    z.compress_vec(&zeros, &mut out, FlushCompress::Sync).unwrap();
+    z.compress_vec(&zeros, &mut out, FlushCompress::Sync)
+        .unwrap();
     assert!(out.len() < 1 << 20, "the bomb is small: {}", out.len());
     drop(zeros);
     out.truncate(out.len() - 4); // RFC 7692 strips 00 00 ff ff
@@ -725,7 +734,9 @@ fn every_client_frame_is_masked_with_a_fresh_key() {
         let Ok(head) = raw_handshake(&mut s) else {
             return;
         };
-        let key = raw_header(&head, "Sec-WebSocket-Key").unwrap_or("").to_owned();
+        let key = raw_header(&head, "Sec-WebSocket-Key")
+            .unwrap_or("")
+            .to_owned();
         log2.update(|d| d.notes.push(format!("key {key}")));
         for _ in 0..N {
             let mut h = [0u8; 2];
@@ -742,7 +753,10 @@ fn every_client_frame_is_masked_with_a_fresh_key() {
             let mut payload = vec![0u8; len];
             let _ = s.read_exact(&mut payload);
             log2.update(|d| {
-                d.notes.push(format!("frame masked={masked} key={}", u32::from_be_bytes(mask)))
+                d.notes.push(format!(
+                    "frame masked={masked} key={}",
+                    u32::from_be_bytes(mask)
+                ))
             });
         }
         discard(&mut s, Duration::from_secs(3));
@@ -751,7 +765,11 @@ fn every_client_frame_is_masked_with_a_fresh_key() {
     for i in 0..N {
         assert_ok(c.send_binary(&[i as u8; 8]), "send");
     }
-    assert!(server_saw(&log, N + 1), "the server read {} notes", log.snapshot().notes.len());
+    assert!(
+        server_saw(&log, N + 1),
+        "the server read {} notes",
+        log.snapshot().notes.len()
+    );
     let (c2, _) = TestClient::open(&server.url(), None, false);
     assert!(server_saw(&log, N + 2));
     drop((c, c2));
@@ -799,7 +817,8 @@ fn security_md_names_only_tests_that_exist() {
         .filter(|s| {
             s.contains('_')
                 && !s.starts_with("wsc_")
-                && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         })
         .collect();
     assert!(names.len() >= 30, "only {} test names found", names.len());

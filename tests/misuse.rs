@@ -75,7 +75,10 @@ fn empty_messages_of_every_kind_from_a_null_pointer() {
         let p = c.raw();
         unsafe {
             assert_ok(wsc_client_send_text(p, std::ptr::null(), 0), "empty text");
-            assert_ok(wsc_client_send_binary(p, std::ptr::null(), 0), "empty binary");
+            assert_ok(
+                wsc_client_send_binary(p, std::ptr::null(), 0),
+                "empty binary",
+            );
             assert_ok(wsc_client_send_ping(p, std::ptr::null(), 0), "empty ping");
             let mut id = u64::MAX;
             assert_ok(
@@ -93,7 +96,12 @@ fn empty_messages_of_every_kind_from_a_null_pointer() {
         }
         assert_eq!(
             got,
-            [WSC_EVENT_TEXT, WSC_EVENT_BINARY, WSC_EVENT_PONG, WSC_EVENT_BINARY],
+            [
+                WSC_EVENT_TEXT,
+                WSC_EVENT_BINARY,
+                WSC_EVENT_PONG,
+                WSC_EVENT_BINARY
+            ],
             "(callback mode: {callback})"
         );
         assert_ok(c.close(1000, None), "close");
@@ -119,7 +127,11 @@ fn a_message_of_exactly_the_default_maximum_and_one_byte_more() {
     let (ev, _) = c.wait_for(WSC_EVENT_BINARY, Duration::from_secs(30));
     assert_eq!(ev.data.len(), MAX);
     assert!(ev.data == big, "the echo differs");
-    assert_eq!(server.log.snapshot().messages, 1, "only the allowed one arrived");
+    assert_eq!(
+        server.log.snapshot().messages,
+        1,
+        "only the allowed one arrived"
+    );
     // Pings: 125 bytes is the most a control frame carries.
     assert_ok(c.send_ping(&[1u8; 125]), "125-byte ping");
     assert_status(
@@ -151,14 +163,14 @@ fn extreme_limits_and_timeouts_work() {
         assert_eq!(final_close(&c.until_close(WAIT)).close_code, 1000);
     }
     // And the smallest: 1-byte limits.
-    let cfg = Cfg::new().max_message(1).send_queue(1).recv_queue(1).max_frame(1);
+    let cfg = Cfg::new()
+        .max_message(1)
+        .send_queue(1)
+        .recv_queue(1)
+        .max_frame(1);
     let (c, _) = TestClient::open(&server.url(), Some(&cfg), false);
     assert_ok(c.send_binary(b"a"), "1 byte under a 1-byte limit");
-    assert_status(
-        c.send_binary(b"ab"),
-        WSC_ERR_MESSAGE_TOO_LARGE,
-        "2 bytes",
-    );
+    assert_status(c.send_binary(b"ab"), WSC_ERR_MESSAGE_TOO_LARGE, "2 bytes");
     assert_eq!(c.wait_for(WSC_EVENT_BINARY, WAIT).0.data, b"a");
     assert_ok(c.close(1000, None), "close");
     assert_eq!(final_close(&c.until_close(WAIT)).close_code, 1000);
@@ -217,9 +229,7 @@ fn callbacks_calling_into_the_client_while_it_is_freed() {
         let p = c.raw();
         busy.client.store(p, SeqCst);
         assert_ok(
-            unsafe {
-                wsc_client_set_callback(p, Some(busy_cb), Arc::as_ptr(&busy) as *mut c_void)
-            },
+            unsafe { wsc_client_set_callback(p, Some(busy_cb), Arc::as_ptr(&busy) as *mut c_void) },
             "set_callback",
         );
         assert_ok(c.connect(), "connect");
@@ -233,7 +243,10 @@ fn callbacks_calling_into_the_client_while_it_is_freed() {
         busy.freed.store(true, SeqCst);
         assert!(d < Duration::from_secs(5), "free took {d:?}");
         std::thread::sleep(Duration::from_millis(20));
-        assert!(!busy.after_free.load(SeqCst), "a callback ran after free returned");
+        assert!(
+            !busy.after_free.load(SeqCst),
+            "a callback ran after free returned"
+        );
     }
 }
 
@@ -264,7 +277,8 @@ fn a_caller_that_never_polls_keeps_memory_bounded_while_the_server_floods() {
         if raw_handshake(&mut s).is_err() {
             return;
         }
-        s.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
+        s.set_write_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
         let msg = {
             let mut f = frame_header(0x82, CHUNK, None);
             f.extend_from_slice(&pattern(CHUNK, 1));
@@ -350,7 +364,10 @@ fn a_server_that_never_reads_fills_the_send_queue_to_its_bound() {
             }
             st => panic!("send: {}", status_name(st)),
         }
-        assert!(Instant::now() < deadline, "accepted {accepted} bytes, never full");
+        assert!(
+            Instant::now() < deadline,
+            "accepted {accepted} bytes, never full"
+        );
     }
     // The kernel takes some megabytes, the queue the rest: far below what we could send.
     assert!(accepted < 256 << 20, "accepted {} MiB", accepted >> 20);
@@ -364,7 +381,10 @@ fn a_caller_that_never_polls_but_frees_loses_nothing_silently() {
     // queue, and must not wait for the caller.
     let server = WsServer::start(ServerOptions::default(), |mut ws, log| {
         for i in 0..2000u32 {
-            if ws.send(Message::Binary(pattern(4096, i as u8).into())).is_err() {
+            if ws
+                .send(Message::Binary(pattern(4096, i as u8).into()))
+                .is_err()
+            {
                 return;
             }
         }
@@ -407,10 +427,12 @@ fn credentials_never_appear_in_error_messages() {
     let echo_request = RawServer::start(|mut s| {
         if let Ok(head) = read_request(&mut s) {
             // A server that echoes the credentials back in its refusal.
-            let body = format!("bad {}", raw_header(&head, "Authorization").unwrap_or("none"));
-            let _ = s.write_all(
-                format!("HTTP/1.1 401 {body}\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+            let body = format!(
+                "bad {}",
+                raw_header(&head, "Authorization").unwrap_or("none")
             );
+            let _ =
+                s.write_all(format!("HTTP/1.1 401 {body}\r\nContent-Length: 0\r\n\r\n").as_bytes());
         }
     });
     let no_accept = RawServer::start(|mut s| {

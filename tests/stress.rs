@@ -44,7 +44,10 @@ fn round(server: &WsServer, callback: bool) {
                     };
                     // Text payloads must be UTF-8: send the tag hex-encoded.
                     let m = if ty == WSC_EVENT_TEXT {
-                        m.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes()
+                        m.iter()
+                            .map(|b| format!("{b:02x}"))
+                            .collect::<String>()
+                            .into_bytes()
                     } else {
                         m
                     };
@@ -151,7 +154,10 @@ fn round(server: &WsServer, callback: bool) {
     );
     assert!(total > 0, "no send accepted");
     if before_open {
-        assert_eq!(echoed, 0, "nothing is echoed by a connection that never opened");
+        assert_eq!(
+            echoed, 0,
+            "nothing is echoed by a connection that never opened"
+        );
     }
     // The closer's job ends with free; nothing runs after it.
     let d = c.free();
@@ -174,7 +180,10 @@ fn logging_echo(mut ws: ServerWs, log: &ServerLog) {
                 }
             }
             Err(e) => {
-                log.update(|d| d.notes.push(format!("read: {e} after {:?}, {n} messages", t0.elapsed())));
+                log.update(|d| {
+                    d.notes
+                        .push(format!("read: {e} after {:?}, {n} messages", t0.elapsed()))
+                });
                 break;
             }
         }
