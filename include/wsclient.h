@@ -39,6 +39,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define DEFAULT_MAX_REDIRECTS 3
+
+/**
+ * Chunk flag: more chunks of this message follow.
+ */
+#define CONTINUES 1
+
+/**
+ * Chunk flag: this chunk is not the first of its message.
+ */
+#define CONTINUATION 2
+
+/**
+ * The smallest chunk size: the longest UTF-8 sequence, so a text chunk always has room for
+ * one whole code point.
+ */
+#define MIN_CHUNK 4
+
 /**
  * `flags` of a `WSC_EVENT_CLOSE`: the client started the close (`wsc_client_close`, or a
  * server fault it answered with a close frame).
@@ -55,6 +73,18 @@
  * or never opened).
  */
 #define WSC_CLOSE_ABNORMAL 4
+
+/**
+ * `flags` of a `WSC_EVENT_TEXT`/`WSC_EVENT_BINARY` in streaming mode (see
+ * `wsc_config_set_stream_chunk_size`): more chunks of this message follow.
+ */
+#define WSC_MESSAGE_CONTINUES 1
+
+/**
+ * `flags` of a `WSC_EVENT_TEXT`/`WSC_EVENT_BINARY` in streaming mode: this chunk is not the
+ * first of its message. A whole message in one event has neither bit.
+ */
+#define WSC_MESSAGE_CONTINUATION 2
 
 /**
  * Major version of the library this header belongs to.
@@ -119,7 +149,8 @@ typedef struct wsc_event {
    */
   uint16_t close_code;
   /**
-   * `WSC_EVENT_CLOSE`: `WSC_CLOSE_*` bits; `WSC_EVENT_SEND_FAILED`: the message type; else 0.
+   * `WSC_EVENT_CLOSE`: `WSC_CLOSE_*` bits; `WSC_EVENT_SEND_FAILED`: the message type;
+   * `WSC_EVENT_TEXT`/`WSC_EVENT_BINARY`: `WSC_MESSAGE_*` bits (streaming mode only); else 0.
    */
   uint32_t flags;
   /**
@@ -198,12 +229,15 @@ typedef int32_t wsc_state;
 #define WSC_EVENT_OPEN 1
 
 /**
- * A text message. `data`/`len`: its UTF-8 payload (not NUL-terminated).
+ * A text message. `data`/`len`: its UTF-8 payload (not NUL-terminated). In streaming mode
+ * (`wsc_config_set_stream_chunk_size`) possibly one chunk of it, valid UTF-8 on its own;
+ * `flags` then says which (`WSC_MESSAGE_*`).
  */
 #define WSC_EVENT_TEXT 2
 
 /**
- * A binary message. `data`/`len`: its payload.
+ * A binary message. `data`/`len`: its payload. In streaming mode possibly one chunk of it;
+ * `flags` then says which (`WSC_MESSAGE_*`).
  */
 #define WSC_EVENT_BINARY 3
 
@@ -317,14 +351,23 @@ typedef int32_t wsc_state;
  */
 #define WSC_ERR_INVALID_STATE 14
 
+/**
+ * What was asked for does not exist, e.g. a response header the server did not send
+ * (`wsc_client_response_header`). (Value 20: 15-19 are left to other additions.)
+ */
+#define WSC_ERR_NOT_FOUND 20
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
 
 /**
  * Creates a client for `url` (`ws://` or `wss://`, host required, port 1-65535, no
- * fragment, no `user:pass@`). The URL is parsed and checked now; the network is not touched
- * until `wsc_client_connect`.
+ * fragment). The URL is parsed and checked now; the network is not touched until
+ * `wsc_client_connect`. A `user:password@` in the URL is percent-decoded and sent as
+ * `Authorization: Basic` (see `wsc_config_set_bearer_token` for precedence); it is removed
+ * from the URL everywhere else (request line, `Host`, error messages), and a user name
+ * containing `:` is refused.
  *
  * `cfg` may be NULL for the defaults; it is copied, so the caller may free it afterwards.
  * On success `*out` receives a client that the caller owns and frees with `wsc_client_free`
@@ -389,6 +432,45 @@ wsc_status wsc_client_send_ping(struct wsc_client *client, const uint8_t *data, 
 wsc_status wsc_client_send(struct wsc_client *client, wsc_event_type type, const uint8_t *data, size_t len, uint64_t *out_id);
 
 /**
+ * Queues one piece of a message sent in pieces, so that a large message never has to be in
+ * memory whole: the first call starts a message of type `type` (`WSC_EVENT_TEXT` or
+ * `WSC_EVENT_BINARY`), later calls continue it, and the call with `final` true ends it
+ * (a single call with `final` true sends an ordinary one-frame message). Each piece is
+ * copied before this returns and written as its own frame: a text or binary frame for the
+ * first, continuation frames after, FIN on the final one. Empty pieces are allowed.
+ *
+ * `type` must be the same for every piece of a message: another type is refused with
+ * `WSC_ERR_INVALID_ARGUMENT`, leaving the message open. Text: the pieces together must be
+ * valid UTF-8; a piece may end (and the next begin) in the middle of a code point. A piece
+ * that makes the text invalid (or a final piece that leaves a code point incomplete) is
+ * refused with `WSC_ERR_INVALID_UTF8` and nothing is queued; the message stays open.
+ *
+ * Each piece is at most the max message size (`WSC_ERR_MESSAGE_TOO_LARGE`), counts against
+ * the send queue limit (`WSC_ERR_QUEUE_FULL`: not queued, the message stays open; retry
+ * later), and has its own send id (`out_id`, may be NULL). A piece that never reaches the
+ * socket is reported as its own `WSC_EVENT_SEND_FAILED` with that id and `flags` = `type`.
+ *
+ * One message in pieces is open at a time per client; pieces of it may come from any
+ * thread (calls are serialised, in call order). Whole messages sent meanwhile (from other
+ * threads, `wsc_client_send_*`) are not refused: the worker holds them back and sends them
+ * after the final piece, since RFC 6455 forbids interleaving two messages' frames; pings
+ * and pongs still go out between pieces. So finish what you open: until the final piece,
+ * every whole message waits. Held messages count against the send queue limit for whole
+ * sends but not for pieces, so a queue filled by held messages never keeps the final piece
+ * out (the queue may then hold up to twice the limit).
+ *
+ * With permessage-deflate in use, the message is compressed as one, piece by piece: each
+ * piece is flushed, so the server can decompress what it got.
+ *
+ * `wsc_client_close` (or a server close) while a message is open ends it unfinished: the
+ * pieces queued before the close are written, then the close frame (control frames may
+ * come between fragments); the server discards the partial message. Whole messages held
+ * back behind it are reported as `WSC_EVENT_SEND_FAILED`. Later calls fail with
+ * `WSC_ERR_NOT_CONNECTED`. Other failures as for `wsc_client_send`. Thread-safe.
+ */
+wsc_status wsc_client_send_fragment(struct wsc_client *client, wsc_event_type type, const uint8_t *data, size_t len, bool final, uint64_t *out_id);
+
+/**
  * Starts the close handshake with `code` and an optional UTF-8 `reason` (NULL for none, at
  * most 123 bytes) and returns at once, never blocking. Messages sent before it go out first;
  * sends after it fail with `WSC_ERR_NOT_CONNECTED`. `WSC_EVENT_CLOSE` follows once the
@@ -451,7 +533,8 @@ void wsc_client_free(struct wsc_client *client);
 /**
  * Creates a config with the defaults: TLS verification on, connect timeout 10 s, no pings,
  * pong timeout 10 s, close timeout 5 s, max message 64 MiB (frames too), send and receive
- * queues 128 MiB each, permessage-deflate offered.
+ * queues 128 MiB each, permessage-deflate offered, streaming off (max streamed message
+ * 4 GiB).
  *
  * Returns NULL only if memory is exhausted. The caller owns the config and frees it with
  * `wsc_config_free` exactly once; clients keep their own copy, so it may be freed as soon as
@@ -469,7 +552,9 @@ void wsc_config_free(struct wsc_config *cfg);
  * a name may repeat. `name` must be an HTTP token; `value` must not contain CR, LF or NUL.
  * Headers the handshake owns (`Host`, `Upgrade`, `Connection`, `Sec-WebSocket-*`,
  * `Content-Length`, `Transfer-Encoding`) are refused with `WSC_ERR_INVALID_ARGUMENT`.
- * Both strings are copied. Header values are never logged.
+ * Both strings are copied. Header values are never logged. `Authorization` and `Cookie`
+ * are not sent to another origin after a redirect (see `wsc_config_set_max_redirects`);
+ * for `Host` see `wsc_config_set_host_header`.
  */
 wsc_status wsc_config_add_header(struct wsc_config *cfg, const char *name, const char *value);
 
@@ -516,7 +601,9 @@ wsc_status wsc_config_set_close_timeout_ms(struct wsc_config *cfg, uint32_t ms);
  * A larger send is refused with `WSC_ERR_MESSAGE_TOO_LARGE`; a larger incoming message
  * closes the connection with 1009 as soon as the frame that crosses the limit arrives
  * (compressed messages: as soon as decompression crosses it), so at most the limit plus one
- * frame is ever buffered.
+ * frame is ever buffered. In streaming mode (`wsc_config_set_stream_chunk_size`) incoming
+ * messages are bounded by `wsc_config_set_max_streamed_message_size` instead; sends and
+ * each piece of `wsc_client_send_fragment` stay bounded by this.
  */
 wsc_status wsc_config_set_max_message_size(struct wsc_config *cfg, size_t bytes);
 
@@ -528,6 +615,46 @@ wsc_status wsc_config_set_max_message_size(struct wsc_config *cfg, size_t bytes)
  * read.
  */
 wsc_status wsc_config_set_max_frame_size(struct wsc_config *cfg, size_t bytes);
+
+/**
+ * Streaming mode for incoming messages: with `bytes` > 0, every text and binary message is
+ * delivered as it arrives, as a sequence of `WSC_EVENT_TEXT`/`WSC_EVENT_BINARY` events of at
+ * most `bytes` bytes each, so a message of any size never sits whole in memory. 0 (the
+ * default) turns streaming off: every message arrives whole, in one event. 1 to 3 are
+ * refused with `WSC_ERR_INVALID_ARGUMENT` (a text chunk needs room for a 4-byte code point).
+ *
+ * Each event's `flags` says where it sits: `WSC_MESSAGE_CONTINUES` (more chunks of this
+ * message follow) and `WSC_MESSAGE_CONTINUATION` (this chunk is not the first). A message
+ * that arrives in one frame of at most `bytes` bytes is one event with `flags` 0, exactly as
+ * without streaming. Chunks are cut as frames arrive: a chunk never spans two frames, so a
+ * server that fragments finely gives smaller chunks; the final chunk may be empty (when
+ * the final frame is). Chunks of one message are never interleaved with another message's
+ * (pings, pongs may come between them).
+ *
+ * Text: every chunk is valid UTF-8 on its own: a code point cut by a frame or chunk
+ * boundary is held back (at most 3 bytes) and starts the next chunk. Invalid UTF-8 fails
+ * the connection with 1007 (`WSC_ERR_INVALID_UTF8`) as soon as it is seen; chunks delivered
+ * before stay delivered, and no final chunk comes (the last one delivered has
+ * `WSC_MESSAGE_CONTINUES` set). The same holds for any failure or close mid-message.
+ *
+ * Limits in streaming mode: `wsc_config_set_max_message_size` no longer bounds incoming
+ * messages; `wsc_config_set_max_streamed_message_size` does (default 4 GiB). Each frame is
+ * still read whole, so `wsc_config_set_max_frame_size` (default: the max message size)
+ * bounds memory: at most one frame plus one chunk per connection, plus what poll mode
+ * queues (chunks count against `wsc_config_set_recv_queue_limit` like messages). Compressed
+ * messages (permessage-deflate) are decompressed one chunk at a time, never more.
+ */
+wsc_status wsc_config_set_stream_chunk_size(struct wsc_config *cfg, size_t bytes);
+
+/**
+ * Streaming mode (see `wsc_config_set_stream_chunk_size`): the largest incoming text or
+ * binary message, in bytes after decompression (default 4 GiB; 0: unlimited). It bounds
+ * how much one message may make the application consume (disk, time), not memory, which
+ * streaming bounds anyway. A message that grows past it fails the connection with 1009
+ * (`WSC_ERR_MESSAGE_TOO_LARGE`) as soon as the frame (or, compressed, the chunk) that
+ * crosses it arrives; nothing of that frame is delivered. Ignored when streaming is off.
+ */
+wsc_status wsc_config_set_max_streamed_message_size(struct wsc_config *cfg, uint64_t bytes);
 
 /**
  * Bytes that sends may queue ahead of the socket (default 128 MiB; 0 is refused). A send
@@ -585,6 +712,91 @@ wsc_status wsc_config_set_deflate(struct wsc_config *cfg, bool enabled);
 wsc_status wsc_config_add_deflate_offer(struct wsc_config *cfg, const char *params);
 
 /**
+ * How many HTTP redirects (301, 302, 303, 307, 308) a connect follows (default 3; 0: none,
+ * then a redirect answer fails the connect with `WSC_ERR_HANDSHAKE`, the status and the
+ * `Location` in the message). Every hop is a new TCP (and TLS) connection; all hops share
+ * the one connect timeout. `Location` is resolved against the current URL; `http://` and
+ * `https://` become `ws://` and `wss://`; `ws://` to `wss://` is followed, `wss://` to
+ * `ws://` is refused (`WSC_ERR_HANDSHAKE`). More redirects than `n` give
+ * `WSC_ERR_HANDSHAKE`. As curl does, the `Authorization` and `Cookie` headers (from
+ * `wsc_config_add_header`, `wsc_config_add_cookie`, `wsc_config_set_bearer_token` or the
+ * URL's `user:password@`) are sent only while scheme, host and port are those of the URL
+ * given to `wsc_client_new`; other headers go to every hop.
+ */
+wsc_status wsc_config_set_max_redirects(struct wsc_config *cfg, uint32_t n);
+
+/**
+ * Adds a cookie, sent as `name=value` in the handshake's `Cookie` header; all cookies go
+ * in one header, in the order added, after any `Cookie` values given to
+ * `wsc_config_add_header`. `name` must be an HTTP token and `value` a cookie value (RFC 6265:
+ * no spaces, `"`, `,`, `;`, `\` or control characters, optionally in double quotes);
+ * otherwise `WSC_ERR_INVALID_ARGUMENT` (the value is not shown in the detail). Both strings
+ * are copied. Not sent to another origin after a redirect (see
+ * `wsc_config_set_max_redirects`). Cookies the server sets are not stored. Never logged.
+ */
+wsc_status wsc_config_add_cookie(struct wsc_config *cfg, const char *name, const char *value);
+
+/**
+ * Sends `Authorization: Bearer <token>` with the handshake (RFC 6750). `token` must be
+ * non-empty printable ASCII without spaces (`WSC_ERR_INVALID_ARGUMENT` otherwise, or for
+ * NULL); copied; a later call replaces it. It replaces Basic credentials from the URL; an
+ * `Authorization` header added with `wsc_config_add_header` takes precedence over both.
+ * Not sent to another origin after a redirect. Never logged or put in error messages.
+ */
+wsc_status wsc_config_set_bearer_token(struct wsc_config *cfg, const char *token);
+
+/**
+ * Sends `value` as the handshake's `Host` header instead of the URL's host and port, e.g.
+ * to reach a virtual host by IP address. `value` is `host[:port]` (no spaces, `/`, `@`,
+ * `?`, `#` or control characters; `WSC_ERR_INVALID_ARGUMENT` otherwise, or for NULL);
+ * copied. TCP still connects to the URL's host, and TLS still verifies it (see
+ * `wsc_config_set_tls_server_name`). After a redirect to another host, that host's own name
+ * is sent. (`Host` cannot be set with `wsc_config_add_header`.)
+ */
+wsc_status wsc_config_set_host_header(struct wsc_config *cfg, const char *value);
+
+/**
+ * The HTTP status of the handshake's answer into `*out`: 101 once `WSC_EVENT_OPEN` was
+ * delivered; after a failed connect, the status of the last answer received (e.g. 401, or
+ * a redirect's 3xx when redirects are not followed), available from its `WSC_EVENT_ERROR`.
+ *
+ * Returns `WSC_ERR_INVALID_STATE` while there is no answer (before the handshake finished,
+ * or when the connect failed before any answer: DNS, TCP, TLS, timeout), and
+ * `WSC_ERR_INVALID_ARGUMENT` for NULL. `*out` is written only on success. Thread-safe: the
+ * worker stores the answer once, before delivering OPEN or ERROR, and never changes it.
+ */
+wsc_status wsc_client_response_status(const struct wsc_client *client, uint16_t *out);
+
+/**
+ * The first value of the response header `name` (case-insensitive, e.g. `"X-Server"`) of
+ * the handshake's answer: `*value` points at `*len` bytes, followed by a NUL that is not
+ * counted (so it may be used as a C string). Which answer: see `wsc_client_response_status`.
+ *
+ * The bytes belong to the client and stay valid and unchanged until `wsc_client_free`;
+ * never free or write them. Returns `WSC_ERR_NOT_FOUND` if the answer has no such header,
+ * `WSC_ERR_INVALID_STATE` while there is no answer, `WSC_ERR_INVALID_ARGUMENT` for NULL
+ * arguments. Outputs are written only on success. Thread-safe, also from a callback.
+ */
+wsc_status wsc_client_response_header(const struct wsc_client *client, const char *name, const uint8_t **value, size_t *len);
+
+/**
+ * The number of headers in the handshake's answer (see `wsc_client_response_status` for
+ * which answer); 0 while there is none and for NULL. Thread-safe.
+ */
+size_t wsc_client_response_header_count(const struct wsc_client *client);
+
+/**
+ * The header at `index` (0 .. count-1, in the order the server sent them, repeats kept) of
+ * the handshake's answer: name in `*name`/`*name_len` as the server spelled it, value in
+ * `*value`/`*value_len`. Both are followed by an uncounted NUL and stay valid until
+ * `wsc_client_free`, like `wsc_client_response_header`. Returns `WSC_ERR_NOT_FOUND` for an
+ * index past the last header, `WSC_ERR_INVALID_STATE` while there is no answer,
+ * `WSC_ERR_INVALID_ARGUMENT` for NULL arguments. Outputs are written only on success.
+ * Thread-safe.
+ */
+wsc_status wsc_client_response_header_at(const struct wsc_client *client, size_t index, const char **name, size_t *name_len, const uint8_t **value, size_t *value_len);
+
+/**
  * Returns a static, NUL-terminated name for `status`, e.g. `"WSC_ERR_TLS"`.
  * Unknown values give `"WSC_ERR_UNKNOWN"`. Never returns NULL. Thread-safe.
  */
@@ -605,6 +817,65 @@ const char *wsc_last_error(void);
  * `WSC_VERSION_*` macros to detect a header/library mismatch. Never returns NULL.
  */
 const char *wsc_version(void);
+
+/**
+ * Presents a client certificate for mutual TLS on `wss://` connections, read from two PEM
+ * files (they may be the same file): `cert_pem_path` holds the certificate, optionally
+ * followed by its intermediate CA certificates; `key_pem_path` holds its private key as
+ * unencrypted PKCS#8 (`-----BEGIN PRIVATE KEY-----`).
+ *
+ * Both files are read and parsed now, and the key is checked against the certificate:
+ * an unreadable file, a malformed certificate, a key that is not the certificate's, and a
+ * PKCS#1 (`BEGIN RSA PRIVATE KEY`), SEC1 (`BEGIN EC PRIVATE KEY`) or passphrase-protected
+ * key give `WSC_ERR_TLS` (the detail says how to convert the key:
+ * `openssl pkcs8 -topk8 -nocrypt -in key.pem -out key8.pem`) and change nothing. NULL
+ * arguments give `WSC_ERR_INVALID_ARGUMENT`.
+ *
+ * The key's PEM text is not kept: the parsed key lives in the TLS library until the config
+ * and every client made from it are freed. A later call replaces the certificate. The
+ * certificate is only sent when a server asks for one.
+ */
+wsc_status wsc_config_set_client_cert(struct wsc_config *cfg, const char *cert_pem_path, const char *key_pem_path);
+
+/**
+ * Like `wsc_config_set_client_cert`, from memory: `cert_pem` (`cert_len` bytes) holds the
+ * PEM certificate chain, `key_pem` (`key_len` bytes) the PEM PKCS#8 private key; no NUL
+ * terminator needed. Both buffers are parsed before this returns and no pointer is kept
+ * (the caller may wipe and free them at once). Same errors as `wsc_config_set_client_cert`;
+ * a NULL buffer gives `WSC_ERR_INVALID_ARGUMENT` whatever its length.
+ */
+wsc_status wsc_config_set_client_cert_pem(struct wsc_config *cfg, const uint8_t *cert_pem, size_t cert_len, const uint8_t *key_pem, size_t key_len);
+
+/**
+ * Trusts the CA certificates in the PEM text `pem` (`len` bytes, one or more
+ * `BEGIN CERTIFICATE` blocks, no NUL terminator needed) for `wss://`, in addition to the
+ * system roots and any `wsc_config_set_ca_file`: the in-memory twin of that function. Parsed
+ * now and copied; invalid PEM or no certificate gives `WSC_ERR_TLS` and changes nothing;
+ * a NULL `pem` gives `WSC_ERR_INVALID_ARGUMENT`. May be called repeatedly.
+ */
+wsc_status wsc_config_add_ca_pem(struct wsc_config *cfg, const uint8_t *pem_data, size_t len);
+
+/**
+ * Connects to the URL's host (or IP address) but sends `name` as the TLS server name (SNI)
+ * and verifies the server's certificate against `name` instead of the URL's host. `name` is
+ * a DNS name or an IP address (`WSC_ERR_INVALID_ARGUMENT` otherwise, or for NULL); copied.
+ * The HTTP `Host` header still follows the URL (see `wsc_config_set_host_header`).
+ * Used for servers reached by IP address or through a tunnel whose certificate names
+ * their public name. After a redirect to another host the new host's own name is used.
+ * Verification stays fully on: this only changes which name is checked.
+ */
+wsc_status wsc_config_set_tls_server_name(struct wsc_config *cfg, const char *name);
+
+/**
+ * Turns only the check that the certificate names the server on (`true`, the default) or
+ * off; the certificate chain is still verified against the trusted roots (unless
+ * `wsc_config_set_tls_verify(cfg, false)` turned all verification off).
+ *
+ * DANGER: with `false`, anyone holding any certificate from a trusted CA (for any site)
+ * can impersonate the server. Prefer `wsc_config_set_tls_server_name` to name the
+ * certificate's host; use this only for test setups.
+ */
+wsc_status wsc_config_set_tls_verify_hostname(struct wsc_config *cfg, bool verify);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -33,6 +33,15 @@ pub struct Client {
     queue: Arc<EventQueue>,
     callback_mode: AtomicBool,
     worker: Mutex<Option<JoinHandle<()>>>,
+    /// The message being sent in pieces, if one is open.
+    open_piece: Mutex<Option<OpenPiece>>,
+}
+
+/// A message sent in pieces whose final piece has not been queued yet.
+struct OpenPiece {
+    text: bool,
+    /// Text: the incomplete code point the pieces so far end with.
+    held: Vec<u8>,
 }
 
 impl Client {
@@ -46,6 +55,7 @@ impl Client {
             config,
             state: AtomicU8::new(STATE_IDLE),
             stop: AtomicBool::new(false),
+            response: std::sync::OnceLock::new(),
         };
         Ok(Client {
             shared: Arc::new(shared),
@@ -53,6 +63,7 @@ impl Client {
             queue: Arc::new(queue),
             callback_mode: AtomicBool::new(false),
             worker: Mutex::new(None),
+            open_piece: Mutex::new(None),
         })
     }
 
@@ -140,6 +151,49 @@ impl Client {
         self.shared
             .outbox
             .push(Message::Ping(Bytes::copy_from_slice(data)))
+    }
+
+    /// Queues one piece of a message sent in pieces: the first call opens a message of this
+    /// type, `fin` ends it. A refused piece leaves the message as it was.
+    pub fn send_piece(&self, text: bool, data: &[u8], fin: bool) -> Result<u64> {
+        self.check_size(data.len())?;
+        let mut open = lock(&self.open_piece);
+        let first = open.is_none();
+        if let Some(o) = open.as_ref() {
+            if o.text != text {
+                let (was, is) = if o.text {
+                    ("text", "binary")
+                } else {
+                    ("binary", "text")
+                };
+                return Err(Error::invalid_argument(format!(
+                    "the open message is {was}; a {is} piece cannot continue it"
+                )));
+            }
+        }
+        let held = match (text, open.as_ref()) {
+            (false, _) => Vec::new(),
+            (true, o) => {
+                let before = o.map_or(&[][..], |o| &o.held[..]);
+                crate::stream::continue_utf8(before, data, fin).map_err(|()| {
+                    Error::new(
+                        WSC_ERR_INVALID_UTF8,
+                        "text piece is not valid UTF-8 (taken with the pieces before it)",
+                    )
+                })?
+            }
+        };
+        let piece = crate::outbox::Piece {
+            text,
+            first,
+            last: fin,
+        };
+        let id = self
+            .shared
+            .outbox
+            .push_piece(Message::Binary(Bytes::copy_from_slice(data)), Some(piece))?;
+        *open = (!fin).then_some(OpenPiece { text, held });
+        Ok(id)
     }
 
     fn check_size(&self, len: usize) -> Result<()> {
@@ -238,6 +292,12 @@ impl Client {
             worker::STATE_CLOSING => State::Closing,
             _ => State::Closed,
         }
+    }
+
+    /// The handshake's answer: the 101 from OPEN on, or the last answer of a failed connect
+    /// from its ERROR event on; None before, or when no answer came.
+    pub fn response(&self) -> Option<&crate::http_extras::Response> {
+        self.shared.response.get()
     }
 
     /// Bytes accepted by send calls and not yet handed to the socket.

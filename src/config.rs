@@ -28,9 +28,18 @@ pub struct Config {
     pub deflate: bool,
     /// The caller's permessage-deflate offers, most preferred first; empty: the default one.
     pub deflate_offers: Vec<Offer>,
+    /// Client certificate, server name override, host name check (`tls_options.rs`).
+    pub tls: crate::tls_options::TlsOptions,
+    /// Redirects, cookies, bearer token, `Host` override (`http_extras.rs`).
+    pub http: crate::http_extras::HttpOptions,
+    /// Streaming: largest chunk of an incoming data message; 0: messages arrive whole.
+    pub stream_chunk_size: usize,
+    /// Streaming: largest incoming message (decompressed); 0: unlimited.
+    pub max_streamed_message_size: u64,
 }
 
 pub(crate) const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
+pub(crate) const DEFAULT_MAX_STREAMED: u64 = 4 << 30;
 
 impl Default for Config {
     fn default() -> Self {
@@ -50,6 +59,10 @@ impl Default for Config {
             tls_verify: true,
             deflate: true,
             deflate_offers: Vec::new(),
+            tls: Default::default(),
+            http: Default::default(),
+            stream_chunk_size: 0,
+            max_streamed_message_size: DEFAULT_MAX_STREAMED,
         }
     }
 }
@@ -69,14 +82,14 @@ const RESERVED_HEADERS: &[&str] = &[
 ];
 
 /// An HTTP token (RFC 9110 5.6.2): header names and subprotocol names.
-fn is_token(s: &str) -> bool {
+pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Header values may hold visible characters, spaces and tabs, never CR, LF or NUL.
-fn is_header_value(s: &str) -> bool {
+pub(crate) fn is_header_value(s: &str) -> bool {
     s.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 

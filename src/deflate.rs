@@ -238,6 +238,14 @@ impl Deflater {
     /// falls back to stored blocks (+5 bytes per 64 KiB), and some peers (the Autobahn
     /// fuzzing server among them) mishandle uncompressed messages in a compressed session.
     pub fn compress(&mut self, input: &[u8]) -> Option<Vec<u8>> {
+        self.compress_piece(input, true)
+    }
+
+    /// Compresses one piece of a message sent in pieces (or a whole message when `fin`):
+    /// every piece is sync-flushed, so the server can decompress what arrived, but only the
+    /// final one loses the trailer and ends the message (RFC 7692 7.2.1). None: as for
+    /// `compress`, the same for every piece of a connection.
+    pub fn compress_piece(&mut self, input: &[u8], fin: bool) -> Option<Vec<u8>> {
         let c = self.c.as_mut()?;
         let mut out = Vec::with_capacity(input.len() / 2 + 64);
         let start = c.total_in();
@@ -252,6 +260,9 @@ impl Deflater {
             if (c.total_in() - start) as usize == input.len() && out.len() < out.capacity() {
                 break;
             }
+        }
+        if !fin {
+            return Some(out);
         }
         if out.ends_with(&TAIL) {
             out.truncate(out.len() - TAIL.len());
@@ -275,6 +286,8 @@ pub struct Inflater {
     ended: bool,
     /// The current message had compressed bytes (some peers send none for an empty message).
     fed: bool,
+    /// Streaming (`fill`): bytes of the stripped trailer fed so far for the current message.
+    tail_used: usize,
 }
 
 pub enum InflateError {
@@ -290,6 +303,7 @@ impl Inflater {
             reset_each: params.server_no_context_takeover,
             ended: false,
             fed: false,
+            tail_used: 0,
         }
     }
 
@@ -346,9 +360,139 @@ impl Inflater {
     }
 }
 
+/// Streaming: decompression into bounded pieces, so that what one frame expands to never has
+/// to be held at once.
+impl Inflater {
+    /// Decompresses `input` (then, if `fin`, the stripped trailer) into the spare capacity of
+    /// `out`, never growing it. Returns the input bytes consumed and whether the frame is
+    /// done: all input consumed and all output produced (and, with `fin`, the message ended).
+    /// While not done, call again with the rest of the input and a fresh `out`.
+    pub fn fill(
+        &mut self,
+        input: &[u8],
+        fin: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(usize, bool), InflateError> {
+        let used = self.fill_from(input, out)?;
+        if out.len() == out.capacity() {
+            return Ok((used, false));
+        }
+        if !fin {
+            return Ok((used, true));
+        }
+        if !self.ended && self.fed {
+            let tail = &TAIL[self.tail_used..];
+            self.tail_used += self.fill_from(tail, out)?;
+            if out.len() == out.capacity() {
+                return Ok((used, false));
+            }
+        }
+        self.fed = false;
+        self.tail_used = 0;
+        if self.reset_each || self.ended {
+            self.d.reset(false);
+            self.ended = false;
+        }
+        Ok((used, true))
+    }
+
+    /// Decompresses until `out` is full, or all of `input` is consumed and flushed.
+    fn fill_from(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, InflateError> {
+        self.fed |= !input.is_empty();
+        let start = self.d.total_in();
+        loop {
+            let done = (self.d.total_in() - start) as usize;
+            if self.ended && done < input.len() {
+                return Err(InflateError::BadData(
+                    "data after the end of the DEFLATE stream".into(),
+                ));
+            }
+            let produced = out.len();
+            let status = self
+                .d
+                .decompress_vec(&input[done..], out, FlushDecompress::Sync)
+                .map_err(|e| InflateError::BadData(format!("invalid compressed data: {e}")))?;
+            if status == Status::StreamEnd {
+                self.ended = true;
+            }
+            let now = (self.d.total_in() - start) as usize;
+            if out.len() == out.capacity() || now == input.len() {
+                return Ok(now);
+            }
+            if now == done && out.len() == produced && !self.ended {
+                return Err(InflateError::BadData(
+                    "compressed data makes no progress".into(),
+                ));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Streams `z` through `fill` in frames of `frame` bytes and pieces of `piece` bytes.
+    fn fill_all(i: &mut Inflater, z: &[u8], frame: usize, piece: usize) -> Vec<u8> {
+        let mut all = Vec::new();
+        let frames: Vec<&[u8]> = if z.is_empty() {
+            vec![&[]]
+        } else {
+            z.chunks(frame).collect()
+        };
+        for (n, f) in frames.iter().enumerate() {
+            let fin = n + 1 == frames.len();
+            let mut pos = 0;
+            loop {
+                let mut out = Vec::with_capacity(piece);
+                let (used, done) = i.fill(&f[pos..], fin, &mut out).ok().unwrap();
+                assert!(out.len() <= piece);
+                pos += used;
+                all.extend_from_slice(&out);
+                if done {
+                    assert_eq!(pos, f.len());
+                    break;
+                }
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn fill_streams_in_bounded_pieces() {
+        for reset in [false, true] {
+            let p = params(15, reset);
+            let (mut d, mut i) = (Deflater::new(&p), Inflater::new(&p));
+            for (msg, frame, piece) in [
+                (vec![7u8; 300_000], 100, 4096),
+                (b"Hello".to_vec(), 1, 1),
+                (Vec::new(), 10, 10),
+                (
+                    (0..200_000u32)
+                        .map(|x| (x.wrapping_mul(x) >> 7) as u8)
+                        .collect(),
+                    5000,
+                    777,
+                ),
+            ] {
+                let z = d.compress(&msg).unwrap();
+                assert_eq!(fill_all(&mut i, &z, frame, piece), msg);
+            }
+        }
+    }
+
+    #[test]
+    fn pieces_compress_into_one_message() {
+        let p = params(15, false);
+        let (mut d, mut i) = (Deflater::new(&p), Inflater::new(&p));
+        let mut z = d.compress_piece(b"Hello, ", false).unwrap();
+        z.extend(d.compress_piece(b"", false).unwrap());
+        z.extend(d.compress_piece(b"world", true).unwrap());
+        let mut out = Vec::new();
+        i.feed(&z, &mut out, 100).ok().unwrap();
+        i.finish(&mut out, 100).ok().unwrap();
+        assert_eq!(out, b"Hello, world");
+    }
 
     fn params(client_bits: u8, reset: bool) -> Params {
         Params {

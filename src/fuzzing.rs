@@ -3,8 +3,9 @@
 //! hanging or allocating past the configured limits. Not part of the API.
 
 use crate::deflate::{self, Offer, Params};
-use crate::handshake::Handshake;
-use crate::protocol::{ReadError, Session};
+use crate::handshake::{Handshake, Outcome};
+use crate::http_extras::request_extras;
+use crate::protocol::{Incoming, ReadError, Session};
 use crate::target::Target;
 use crate::Config;
 use std::io::{self, Read, Write};
@@ -72,7 +73,8 @@ pub fn handshake(data: &[u8]) {
         subprotocols: vec!["chat".into(), "superchat".into()],
         ..Config::default()
     };
-    let mut hs = Handshake::new(&target, &config).expect("fixed request");
+    let mut hs = Handshake::new(&target, &config, &request_extras(&config, &target, &target))
+        .expect("fixed request");
     let input = replace(data, b"{ACCEPT}", hs.accept_key().as_bytes());
     let mut mem = Mem {
         input: &input,
@@ -83,11 +85,15 @@ pub fn handshake(data: &[u8]) {
     // Each call consumes at least one chunk or ends; the loop is bounded by the input.
     for _ in 0..=input.len() + 1 {
         match hs.advance(&mut mem) {
-            Ok(Some(accepted)) => {
+            Ok(Some(Outcome::Accepted(accepted))) => {
                 assert!(
                     accepted.subprotocol.is_empty()
                         || config.subprotocols.contains(&accepted.subprotocol)
                 );
+                return;
+            }
+            Ok(Some(Outcome::Redirect { status, location })) => {
+                assert!((300..400).contains(&status) && !location.is_empty());
                 return;
             }
             Ok(None) => {}
@@ -131,8 +137,8 @@ pub fn extensions(data: &[u8]) {
 }
 
 /// The frame and message layer: a `Session` reading `data` as what the server sent after the
-/// handshake, with or without permessage-deflate (first byte, bit 0), under a 64 KiB message
-/// limit; every message read must respect it.
+/// handshake, with or without permessage-deflate (first byte, bit 0) and streaming (bit 5),
+/// under a 64 KiB message limit; every message and chunk read must respect its limit.
 pub fn session(data: &[u8]) {
     let Some((&flags, rest)) = data.split_first() else {
         return;
@@ -141,6 +147,8 @@ pub fn session(data: &[u8]) {
     let config = Config {
         max_message_size: 64 * 1024,
         max_frame_size: (flags & 2 != 0).then_some(4096),
+        stream_chunk_size: if flags & 32 != 0 { 1000 } else { 0 },
+        max_streamed_message_size: 1 << 20,
         ..Config::default()
     };
     let params = (flags & 1 != 0).then_some(Params {
@@ -157,7 +165,7 @@ pub fn session(data: &[u8]) {
     let mut session = Session::new(mem, Vec::new(), params.as_ref(), &config);
     for _ in 0..=input.len() + 1 {
         match session.read() {
-            Ok(msg) => {
+            Ok(Incoming::Message(msg)) => {
                 assert!(
                     msg.len() <= config.max_message_size,
                     "message over the limit"
@@ -165,6 +173,12 @@ pub fn session(data: &[u8]) {
                 if msg.is_close() {
                     let _ = session.flush();
                 }
+            }
+            Ok(Incoming::Chunk(chunk)) => {
+                assert!(
+                    chunk.data.len() <= config.stream_chunk_size,
+                    "chunk over its size"
+                );
             }
             Err(ReadError::WouldBlock) | Err(ReadError::Closed) | Err(ReadError::Lost(_)) => return,
             Err(ReadError::Fault(_, code)) => {
@@ -196,7 +210,7 @@ pub fn config(data: &[u8]) {
         config.deflate_offers.push(offer);
     }
     let target = Target::parse("ws://fuzz.test/").expect("fixed URL");
-    if let Err(e) = Handshake::new(&target, &config) {
+    if let Err(e) = Handshake::new(&target, &config, &request_extras(&config, &target, &target)) {
         panic!("accepted settings the request cannot carry: {e:?}");
     }
 }
@@ -258,7 +272,9 @@ mod tests {
             .collect::<Vec<u8>>()
         };
         let run = |chunks: &mut dyn Iterator<Item = usize>, label: &str| {
-            let mut hs = Handshake::new(&target, &config).unwrap();
+            let mut hs =
+                Handshake::new(&target, &config, &request_extras(&config, &target, &target))
+                    .unwrap();
             let input = answer(&hs);
             let mut fed = 0;
             let mut mem = Mem {

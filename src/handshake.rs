@@ -4,6 +4,7 @@
 
 use crate::deflate;
 use crate::error::{Error, Result};
+use crate::http_extras::{is_redirect, RequestExtras, Response};
 use crate::*;
 use std::io::{self, Read, Write};
 use tungstenite::client::IntoClientRequest;
@@ -25,8 +26,20 @@ pub struct Accepted {
     pub tail: Vec<u8>,
 }
 
+/// How a complete answer ends the handshake.
+pub enum Outcome {
+    Accepted(Accepted),
+    /// A 3xx redirect with its `Location` (not yet resolved).
+    Redirect {
+        status: u16,
+        location: String,
+    },
+}
+
 /// A client handshake in progress over a non-blocking stream.
 pub struct Handshake {
+    /// The server's answer once its head was parsed, whatever its status.
+    pub answer: Option<Response>,
     request: Vec<u8>,
     written: usize,
     accept_key: String,
@@ -42,7 +55,11 @@ pub struct Handshake {
 }
 
 impl Handshake {
-    pub fn new(target: &crate::target::Target, config: &crate::Config) -> Result<Handshake> {
+    pub fn new(
+        target: &crate::target::Target,
+        config: &crate::Config,
+        extras: &RequestExtras,
+    ) -> Result<Handshake> {
         let bad = |e: &dyn std::fmt::Display| {
             Error::invalid_argument(format!("cannot build the handshake request: {e}"))
         };
@@ -67,18 +84,23 @@ impl Handshake {
         if !offers.is_empty() {
             add("Sec-WebSocket-Extensions", &deflate::offer_header(&offers))?;
         }
-        for (name, value) in &config.headers {
+        for (name, value) in &extras.headers {
             add(name, value)?;
+        }
+        if let Some(host) = &extras.host {
+            let value = HeaderValue::from_str(host).map_err(|e| bad(&e))?;
+            req.headers_mut().insert("Host", value);
         }
         let (request, key) = generate_request(req).map_err(|e| bad(&e))?;
         Ok(Handshake {
+            answer: None,
             request,
             written: 0,
             accept_key: derive_accept_key(key.as_bytes()),
             response: Vec::with_capacity(1024),
             scanned: 0,
             status_at: None,
-            secrets: config.headers.iter().map(|(_, v)| v.clone()).collect(),
+            secrets: extras.headers.iter().map(|(_, v)| v.clone()).collect(),
             subprotocols: config.subprotocols.clone(),
             offered_deflate: offers,
         })
@@ -90,8 +112,13 @@ impl Handshake {
         &self.accept_key
     }
 
+    /// Whether any byte of the server's answer arrived.
+    pub fn answer_started(&self) -> bool {
+        !self.response.is_empty()
+    }
+
     /// Makes progress; `Ok(None)` means the stream would block: call again when it is ready.
-    pub fn advance(&mut self, stream: &mut (impl Read + Write)) -> Result<Option<Accepted>> {
+    pub fn advance(&mut self, stream: &mut (impl Read + Write)) -> Result<Option<Outcome>> {
         while self.written < self.request.len() {
             match stream.write(&self.request[self.written..]) {
                 Ok(0) => return Err(closed_early()),
@@ -161,7 +188,7 @@ impl Handshake {
     }
 
     /// Parses and checks the response once its head is complete.
-    fn parse(&self) -> Result<Option<Accepted>> {
+    fn parse(&mut self) -> Result<Option<Outcome>> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut headers);
         let head_len = match resp.parse(&self.response) {
@@ -175,6 +202,24 @@ impl Handshake {
             }
         };
         let code = resp.code.unwrap_or(0);
+        self.answer = Some(Response::new(code, resp.headers));
+        if is_redirect(code) {
+            let location = resp
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("Location"))
+                .map(|h| std::str::from_utf8(h.value).map(str::trim));
+            return match location {
+                Some(Ok(l)) if !l.is_empty() => Ok(Some(Outcome::Redirect {
+                    status: code,
+                    location: l.to_owned(),
+                })),
+                _ => Err(Error::new(
+                    WSC_ERR_HANDSHAKE,
+                    format!("handshake: server answered HTTP {code} without a usable Location"),
+                )),
+            };
+        }
         if code != 101 {
             // The reason phrase is the server's: quote at most 100 characters of it.
             let reason: String = resp.reason.unwrap_or("").chars().take(100).collect();
@@ -220,11 +265,11 @@ impl Handshake {
             .collect();
         let deflate = deflate::accept_response(&extensions, &self.offered_deflate)
             .map_err(|why| Error::new(WSC_ERR_HANDSHAKE, format!("handshake: {why}")))?;
-        Ok(Some(Accepted {
+        Ok(Some(Outcome::Accepted(Accepted {
             subprotocol,
             deflate,
             tail: read_buffer(&self.response[head_len..]),
-        }))
+        })))
     }
 }
 

@@ -17,11 +17,14 @@ mod error;
 mod events;
 mod handshake;
 mod heartbeat;
+mod http_extras;
 mod notify;
 mod outbox;
 mod output;
 mod protocol;
+mod stream;
 mod target;
+mod tls_options;
 mod transport;
 mod worker;
 

@@ -13,6 +13,16 @@ use tungstenite::Message;
 pub struct Outgoing {
     pub id: u64,
     pub msg: Message,
+    /// One piece of a message sent in pieces (`msg` is then binary, whatever the type).
+    pub piece: Option<Piece>,
+}
+
+/// Where a piece sits in its message.
+#[derive(Clone, Copy, Debug)]
+pub struct Piece {
+    pub text: bool,
+    pub first: bool,
+    pub last: bool,
 }
 
 impl Outgoing {
@@ -38,6 +48,9 @@ pub struct Outbox {
     /// High bit: closed to new messages. Low bits: senders between check and push.
     gate: AtomicUsize,
     queued_bytes: AtomicUsize,
+    /// Of `queued_bytes`, whole messages the worker holds back behind an open message in
+    /// pieces: pieces do not count them, so the final piece always fits in the end.
+    held_bytes: AtomicUsize,
     limit: usize,
     next_id: AtomicU64,
     /// Set by the first sender after the worker last looked; clears on the worker's side.
@@ -54,6 +67,7 @@ impl Outbox {
             rx,
             gate: AtomicUsize::new(GATE_CLOSED),
             queued_bytes: AtomicUsize::new(0),
+            held_bytes: AtomicUsize::new(0),
             limit,
             next_id: AtomicU64::new(1),
             wake_pending: AtomicBool::new(false),
@@ -70,6 +84,11 @@ impl Outbox {
 
     /// Queues a message for the worker; returns its send id.
     pub fn push(&self, msg: Message) -> Result<u64> {
+        self.push_piece(msg, None)
+    }
+
+    /// Queues a message, or with `piece` one piece of a message; returns its send id.
+    pub fn push_piece(&self, msg: Message, piece: Option<Piece>) -> Result<u64> {
         let len = msg.len();
         if self.gate.fetch_add(1, SeqCst) & GATE_CLOSED != 0 {
             self.gate.fetch_sub(1, SeqCst);
@@ -78,14 +97,18 @@ impl Outbox {
                 "not connected: the client is closing, closed, or was never connected",
             ));
         }
-        let result = self.push_open(msg, len);
+        let result = self.push_open(msg, piece, len);
         self.gate.fetch_sub(1, SeqCst);
         result
     }
 
-    fn push_open(&self, msg: Message, len: usize) -> Result<u64> {
+    fn push_open(&self, msg: Message, piece: Option<Piece>, len: usize) -> Result<u64> {
         let queued = self.queued_bytes.fetch_add(len, SeqCst) + len;
-        if queued > self.limit {
+        let exempt = match piece {
+            Some(_) => self.held_bytes.load(SeqCst),
+            None => 0,
+        };
+        if queued.saturating_sub(exempt) > self.limit {
             self.queued_bytes.fetch_sub(len, SeqCst);
             return Err(Error::new(
                 WSC_ERR_QUEUE_FULL,
@@ -98,7 +121,7 @@ impl Outbox {
         }
         let id = self.next_id.fetch_add(1, SeqCst);
         // The receiver lives as long as self, so this cannot fail.
-        let _ = self.tx.send(Outgoing { id, msg });
+        let _ = self.tx.send(Outgoing { id, msg, piece });
         if !self.wake_pending.swap(true, SeqCst) {
             self.wake();
         }
@@ -149,6 +172,16 @@ impl Outbox {
     pub fn release(&self, n: usize) {
         if n > 0 {
             self.queued_bytes.fetch_sub(n, SeqCst);
+        }
+    }
+
+    /// Worker side: `n` bytes of whole messages are now held back behind pieces (`held`
+    /// true) or no longer (false).
+    pub fn hold(&self, n: usize, held: bool) {
+        if held {
+            self.held_bytes.fetch_add(n, SeqCst);
+        } else {
+            self.held_bytes.fetch_sub(n, SeqCst);
         }
     }
 

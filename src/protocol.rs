@@ -6,6 +6,7 @@ use crate::deflate::{Deflater, InflateError, Inflater, Params};
 use crate::error::Error;
 use crate::ffi::status::*;
 use crate::output::Output;
+use crate::stream::{Chunk, ChunkError, Chunker};
 use crate::transport::Stream;
 use crate::Config;
 use std::io::{self, Read};
@@ -46,6 +47,12 @@ enum State {
     ClosedByPeer,
     /// Both close frames were exchanged.
     Closed,
+}
+
+/// What `read` returns: a whole message (or control frame), or in streaming mode a chunk.
+pub enum Incoming {
+    Message(Message),
+    Chunk(Chunk),
 }
 
 /// Why `read` returned no message.
@@ -98,6 +105,8 @@ pub struct Session<S = Stream> {
     inflater: Option<Inflater>,
     max_message: usize,
     max_frame: usize,
+    /// Streaming mode: data messages are delivered in chunks.
+    chunker: Option<Chunker>,
 }
 
 impl<S: Read + io::Write> Session<S> {
@@ -111,6 +120,8 @@ impl<S: Read + io::Write> Session<S> {
             inflater: deflate.map(Inflater::new),
             max_message: config.max_message_size,
             max_frame: frame_limit(config, deflate.is_some()),
+            chunker: (config.stream_chunk_size > 0)
+                .then(|| Chunker::new(config.stream_chunk_size, config.max_streamed_message_size)),
         }
     }
 
@@ -118,9 +129,15 @@ impl<S: Read + io::Write> Session<S> {
         self.frames.get_mut()
     }
 
-    /// Reads until one message (or a control frame) is complete.
-    pub fn read(&mut self) -> Result<Message, ReadError> {
+    /// Reads until one message (or a control frame) is complete; in streaming mode, until
+    /// the next chunk is ready.
+    pub fn read(&mut self) -> Result<Incoming, ReadError> {
         loop {
+            if let Some(chunker) = self.chunker.as_mut() {
+                if let Some(chunk) = chunker.next(self.inflater.as_mut()).map_err(chunk_fault)? {
+                    return Ok(Incoming::Chunk(chunk));
+                }
+            }
             let frame = match self.frames.read(Some(self.max_frame)) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => return Err(self.ended("the server closed the connection")),
@@ -138,7 +155,7 @@ impl<S: Read + io::Write> Session<S> {
                 Err(e) => return Err(protocol(e.to_string())),
             };
             if let Some(msg) = self.on_frame(frame)? {
-                return Ok(msg);
+                return Ok(Incoming::Message(msg));
             }
         }
     }
@@ -192,6 +209,9 @@ impl<S: Read + io::Write> Session<S> {
                     return Ok(None); // the server said it was done; nothing more is delivered
                 }
                 let payload = frame.into_payload();
+                if self.chunker.is_some() {
+                    return self.on_streamed(op, fin, rsv1, payload);
+                }
                 match op {
                     Data::Reserved(op) => Err(protocol(format!("reserved data opcode {op}"))),
                     Data::Continue => {
@@ -235,6 +255,42 @@ impl<S: Read + io::Write> Session<S> {
                 }
             }
         }
+    }
+
+    /// Streaming mode: hands a data frame to the chunker, which `read` then drains.
+    fn on_streamed(
+        &mut self,
+        op: Data,
+        fin: bool,
+        rsv1: bool,
+        payload: Bytes,
+    ) -> Result<Option<Message>, ReadError> {
+        let has_inflater = self.inflater.is_some();
+        let chunker = self.chunker.as_mut().expect("streaming mode");
+        match op {
+            Data::Reserved(op) => return Err(protocol(format!("reserved data opcode {op}"))),
+            Data::Continue => {
+                if rsv1 {
+                    return Err(protocol("RSV1 set on a continuation frame"));
+                }
+                if !chunker.in_message() {
+                    return Err(protocol("continuation frame with no message to continue"));
+                }
+            }
+            Data::Text | Data::Binary => {
+                if chunker.in_message() {
+                    return Err(protocol(
+                        "new message started before the previous one ended",
+                    ));
+                }
+                if rsv1 && !has_inflater {
+                    return Err(protocol("RSV1 set without a negotiated extension"));
+                }
+                chunker.start(op == Data::Text, rsv1);
+            }
+        }
+        chunker.frame(payload, fin).map_err(chunk_fault)?;
+        Ok(None)
     }
 
     /// The common case: a message in one uncompressed frame, delivered without a copy.
@@ -397,6 +453,44 @@ impl<S: Read + io::Write> Session<S> {
         }
     }
 
+    /// Queues one piece of a message sent in pieces: a text or binary frame for the first,
+    /// continuation frames after it, FIN on the final one. With permessage-deflate each piece
+    /// is compressed in the message's context and flushed; RSV1 goes on the first frame only.
+    pub fn write_piece(&mut self, text: bool, first: bool, fin: bool, payload: Bytes) -> Unsent {
+        if self.state != State::Active {
+            return Unsent::Kept(Bytes::new());
+        }
+        let opcode = match (first, text) {
+            (false, _) => Data::Continue,
+            (true, true) => Data::Text,
+            (true, false) => Data::Binary,
+        };
+        let header = |compressed: bool| FrameHeader {
+            is_final: fin,
+            opcode: OpCode::Data(opcode),
+            rsv1: compressed && first,
+            ..FrameHeader::default()
+        };
+        match self
+            .deflater
+            .as_mut()
+            .and_then(|d| d.compress_piece(&payload, fin))
+        {
+            Some(z) => {
+                self.buffer_owned(header(true), z);
+                Unsent::Kept(payload)
+            }
+            None if payload.len() >= LARGE => {
+                let key = self.buffer_owned(header(false), Vec::from(payload));
+                Unsent::Masked(self.out.last_piece(), key)
+            }
+            None => {
+                self.buffer_copy(header(false), &payload);
+                Unsent::Kept(payload)
+            }
+        }
+    }
+
     /// Queues our close frame, once.
     pub fn close(&mut self, frame: Option<CloseFrame>) {
         if self.state == State::Active {
@@ -484,6 +578,18 @@ fn frame_limit(config: &Config, compressed: bool) -> usize {
         limit.saturating_add(limit / 8).saturating_add(64)
     } else {
         limit
+    }
+}
+
+fn chunk_fault(e: ChunkError) -> ReadError {
+    match e {
+        ChunkError::TooBig(max) => fault(
+            WSC_ERR_MESSAGE_TOO_LARGE,
+            1009,
+            format!("received message exceeds the streamed message limit of {max} bytes"),
+        ),
+        ChunkError::BadUtf8 => bad_utf8(),
+        ChunkError::Inflate(e) => inflate_fault(e),
     }
 }
 

@@ -4,7 +4,8 @@
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::lock;
-use crate::handshake::Handshake;
+use crate::handshake::{Handshake, Outcome};
+use crate::http_extras::{self, Response};
 use crate::outbox::Outbox;
 use crate::protocol::Session;
 use crate::target::Target;
@@ -36,6 +37,17 @@ impl Stream {
         match &self.inner {
             Inner::Plain(s) => s,
             Inner::Tls(s) => s.get_ref(),
+        }
+    }
+
+    fn is_tls(&self) -> bool {
+        matches!(self.inner, Inner::Tls(_))
+    }
+
+    fn tcp_mut(&mut self) -> &mut TcpStream {
+        match &mut self.inner {
+            Inner::Plain(s) => s,
+            Inner::Tls(s) => s.get_mut(),
         }
     }
 }
@@ -78,6 +90,8 @@ pub struct Io<'a> {
     pub events: &'a mut Events,
     pub outbox: &'a Outbox,
     pub deadline: Instant,
+    /// The last handshake answer received (of the last hop), whatever its status.
+    pub response: Option<Response>,
 }
 
 impl Io<'_> {
@@ -119,17 +133,65 @@ pub struct Opened {
     pub subprotocol: String,
 }
 
+/// Connects to `target`, following redirects: every hop gets a new TCP (and TLS)
+/// connection, all within the one connect deadline.
 pub fn open(io: &mut Io, target: &Target, config: &Config) -> Result<Opened> {
-    let tcp = connect_tcp(io, target)?;
-    let stream = if target.tls {
-        start_tls(io, target, config, tcp)?
+    let mut hop = target.clone();
+    let mut redirects = 0;
+    loop {
+        let result = open_hop(io, target, &hop, config);
+        match result {
+            Ok(Hop::Opened(opened)) => return Ok(*opened),
+            Ok(Hop::Redirect { status, location }) => {
+                hop = http_extras::follow(
+                    &hop,
+                    status,
+                    &location,
+                    redirects,
+                    config.http.max_redirects,
+                )?;
+                redirects += 1;
+            }
+            Err(mut e) if redirects > 0 => {
+                e.message = format!(
+                    "{} (after {redirects} redirect(s), at {})",
+                    e.message, hop.url
+                );
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+enum Hop {
+    Opened(Box<Opened>),
+    Redirect { status: u16, location: String },
+}
+
+fn open_hop(io: &mut Io, original: &Target, hop: &Target, config: &Config) -> Result<Hop> {
+    let tcp = connect_tcp(io, hop)?;
+    let stream = if hop.tls {
+        // The server name override is for the URL's host, not for another one redirected to.
+        let name = config
+            .tls
+            .server_name
+            .as_deref()
+            .filter(|_| http_extras::same_host(original, hop));
+        start_tls(io, hop, name, config, tcp)?
     } else {
         Stream {
             inner: Inner::Plain(tcp),
             got_bytes: false,
         }
     };
-    upgrade(io, target, config, stream)
+    let extras = http_extras::request_extras(config, original, hop);
+    let mut handshake = Handshake::new(hop, config, &extras)?;
+    let outcome = upgrade(io, &mut handshake, config, stream);
+    if let Some(answer) = handshake.answer.take() {
+        io.response = Some(answer);
+    }
+    outcome
 }
 
 /// Resolves the host without holding up the worker past the deadline or a close: the
@@ -222,10 +284,16 @@ fn connect_addr(io: &mut Io, addr: SocketAddr) -> Result<TcpStream> {
 /// A TLS connector for these settings. Building one loads the system's CA bundle (tens of ms
 /// with OpenSSL 3), so the last few are kept and shared: a connector is immutable and cheap
 /// to clone.
-fn tls_connector(config: &Config) -> Result<native_tls::TlsConnector> {
-    type Key = (Vec<Vec<u8>>, bool);
+pub(crate) fn tls_connector(config: &Config) -> Result<native_tls::TlsConnector> {
+    /// Extra roots, verify, host name check, the client identity's id (never its key).
+    type Key = (Vec<Vec<u8>>, bool, bool, Option<u64>);
     static CACHE: Mutex<Vec<(Key, native_tls::TlsConnector)>> = Mutex::new(Vec::new());
-    let key = (config.extra_roots.clone(), config.tls_verify);
+    let key = (
+        config.extra_roots.clone(),
+        config.tls_verify,
+        config.tls.skip_hostname_check,
+        config.tls.identity.as_ref().map(|i| i.id),
+    );
     if let Some((_, c)) = lock(&CACHE).iter().find(|(k, _)| *k == key) {
         return Ok(c.clone());
     }
@@ -248,16 +316,33 @@ fn build_tls_connector(config: &Config) -> Result<native_tls::TlsConnector> {
     if !config.tls_verify {
         b.danger_accept_invalid_certs(true)
             .danger_accept_invalid_hostnames(true);
+    } else if config.tls.skip_hostname_check {
+        b.danger_accept_invalid_hostnames(true);
+    }
+    if let Some(id) = &config.tls.identity {
+        b.identity(id.identity.clone());
     }
     b.build()
         .map_err(|e| Error::new(WSC_ERR_TLS, format!("TLS: cannot set up: {e}")))
 }
 
-fn start_tls(io: &mut Io, target: &Target, config: &Config, tcp: TcpStream) -> Result<Stream> {
+/// `server_name`: sent as SNI and verified instead of the target's host.
+fn start_tls(
+    io: &mut Io,
+    target: &Target,
+    server_name: Option<&str>,
+    config: &Config,
+    tcp: TcpStream,
+) -> Result<Stream> {
+    let name = server_name.unwrap_or(&target.host);
     let tls_err = |e: &dyn std::fmt::Display| {
-        Error::new(WSC_ERR_TLS, format!("TLS: {e} (host {})", target.host))
+        let shown = match server_name {
+            Some(n) => format!("server name {n}, host {}", target.host),
+            None => format!("host {}", target.host),
+        };
+        Error::new(WSC_ERR_TLS, format!("TLS: {e} ({shown})"))
     };
-    let mut attempt = tls_connector(config)?.connect(&target.host, tcp);
+    let mut attempt = tls_connector(config)?.connect(name, tcp);
     loop {
         match attempt {
             Ok(s) => {
@@ -275,16 +360,57 @@ fn start_tls(io: &mut Io, target: &Target, config: &Config, tcp: TcpStream) -> R
     }
 }
 
-fn upgrade(io: &mut Io, target: &Target, config: &Config, mut stream: Stream) -> Result<Opened> {
-    let mut handshake = Handshake::new(target, config)?;
+/// A server that ends the connection right after the TLS handshake, before a byte of its
+/// HTTP answer: with TLS 1.3 this is how a missing or untrusted client certificate is
+/// refused (the server checks it after the client's side of the handshake is done, and its
+/// alert is often lost to the TCP reset).
+fn refused_after_tls(e: Error, config: &Config) -> Error {
+    if e.status != WSC_ERR_HANDSHAKE && e.status != WSC_ERR_IO {
+        return e;
+    }
+    let hint = if config.tls.identity.is_some() {
+        "it may have refused the client certificate sent (wsc_config_set_client_cert)"
+    } else {
+        "it may require a client certificate (wsc_config_set_client_cert)"
+    };
+    Error::new(
+        WSC_ERR_TLS,
+        format!(
+            "TLS: the server ended the connection after the TLS handshake without answering \
+             ({}); {hint}",
+            e.message
+        ),
+    )
+}
+
+fn upgrade(
+    io: &mut Io,
+    handshake: &mut Handshake,
+    config: &Config,
+    mut stream: Stream,
+) -> Result<Hop> {
     loop {
-        if let Some(accepted) = handshake.advance(&mut stream)? {
-            let session = Session::new(stream, accepted.tail, accepted.deflate.as_ref(), config);
-            return Ok(Opened {
-                session,
-                subprotocol: accepted.subprotocol,
-            });
+        let step = handshake.advance(&mut stream);
+        let step = match step {
+            Err(e) if stream.is_tls() && !handshake.answer_started() => {
+                return Err(refused_after_tls(e, config))
+            }
+            other => other?,
+        };
+        match step {
+            Some(Outcome::Accepted(accepted)) => {
+                let session =
+                    Session::new(stream, accepted.tail, accepted.deflate.as_ref(), config);
+                return Ok(Hop::Opened(Box::new(Opened {
+                    session,
+                    subprotocol: accepted.subprotocol,
+                })));
+            }
+            Some(Outcome::Redirect { status, location }) => {
+                let _ = io.poll.registry().deregister(stream.tcp_mut());
+                return Ok(Hop::Redirect { status, location });
+            }
+            None => io.wait("waiting for the handshake response")?,
         }
-        io.wait("waiting for the handshake response")?;
     }
 }

@@ -7,8 +7,8 @@ use crate::events::{
     lock, Event, EventKind, EventQueue, CLOSE_ABNORMAL, CLOSE_LOCAL, CLOSE_REMOTE,
 };
 use crate::heartbeat::{Beat, Heartbeat};
-use crate::outbox::Outbox;
-use crate::protocol::{ReadError, Session, Unsent};
+use crate::outbox::{Outbox, Outgoing};
+use crate::protocol::{Incoming, ReadError, Session, Unsent};
 use crate::target::Target;
 use crate::transport::{self, Io, SOCKET, WAKER};
 use crate::*;
@@ -40,6 +40,8 @@ pub struct Shared {
     pub state: AtomicU8,
     /// The client was freed: deliver nothing more and exit.
     pub stop: AtomicBool,
+    /// The handshake's last answer, set once before OPEN (or the connect failure's ERROR).
+    pub response: std::sync::OnceLock<crate::http_extras::Response>,
 }
 
 pub(crate) const STATE_IDLE: u8 = 0;
@@ -54,6 +56,15 @@ fn kind_of(msg: &Message) -> EventKind {
         Message::Text(_) => EventKind::Text,
         Message::Ping(_) => EventKind::Ping,
         _ => EventKind::Binary,
+    }
+}
+
+/// The event type of a queued message or piece.
+fn kind_of_out(out: &Outgoing) -> EventKind {
+    match out.piece {
+        Some(p) if p.text => EventKind::Text,
+        Some(_) => EventKind::Binary,
+        None => kind_of(&out.msg),
     }
 }
 
@@ -116,6 +127,11 @@ struct Conn {
     /// Messages handed to the session, until all their bytes are written: reported as
     /// `SendFailed` if the connection ends first.
     inflight: VecDeque<Inflight>,
+    /// A message sent in pieces is open on the wire (its first piece went out, its last not).
+    piece_open: bool,
+    /// Whole data messages taken while a message in pieces was open: they follow its last
+    /// piece, since RFC 6455 forbids interleaving data frames of two messages.
+    held: VecDeque<Outgoing>,
 }
 
 /// A message handed to the session whose bytes are not all written yet.
@@ -143,6 +159,8 @@ impl Conn {
             write_shut: false,
             close_deadline: None,
             inflight: VecDeque::new(),
+            piece_open: false,
+            held: VecDeque::new(),
         }
     }
 
@@ -153,6 +171,42 @@ impl Conn {
 
     fn closing(&self) -> bool {
         !self.sendable() || self.close_requested.is_some()
+    }
+
+    /// The next message to hand to the session: those held back behind a message in pieces
+    /// come first once it ended. Whole data messages that arrive while one is open are held.
+    fn next_outgoing(&mut self, outbox: &Outbox) -> Option<Outgoing> {
+        loop {
+            if !self.piece_open {
+                if let Some(out) = self.held.pop_front() {
+                    outbox.hold(out.len(), false);
+                    return Some(out);
+                }
+            }
+            let out = outbox.try_take()?;
+            let data = matches!(out.msg, Message::Text(_) | Message::Binary(_));
+            if self.piece_open && out.piece.is_none() && data {
+                outbox.hold(out.len(), true);
+                self.held.push_back(out);
+                continue;
+            }
+            return Some(out);
+        }
+    }
+
+    /// Hands a message or piece to the session.
+    fn write(&mut self, out: Outgoing) -> Unsent {
+        match out.piece {
+            Some(p) => {
+                self.piece_open = !p.last;
+                let payload = match out.msg {
+                    Message::Binary(b) => b,
+                    _ => Bytes::new(),
+                };
+                self.ws.write_piece(p.text, p.first, p.last, payload)
+            }
+            None => self.ws.write(out.msg),
+        }
     }
 
     /// Drops the records of messages whose bytes are all written.
@@ -223,8 +277,13 @@ impl Worker {
                 events: &mut self.events,
                 outbox: &shared.outbox,
                 deadline: Instant::now() + config.connect_timeout,
+                response: None,
             };
-            transport::open(&mut io, &shared.target, config)
+            let opened = transport::open(&mut io, &shared.target, config);
+            if let Some(answer) = io.response.take() {
+                let _ = shared.response.set(answer);
+            }
+            opened
         };
         let opened = match opened {
             Ok(o) => o,
@@ -249,7 +308,25 @@ impl Worker {
         self.deliver();
         match self.drive(&mut conn, now) {
             Some(end) => {
-                let unsent = conn.inflight.drain(..).collect();
+                let mut unsent: Vec<Inflight> = conn.inflight.drain(..).collect();
+                for out in conn.held.drain(..) {
+                    shared.outbox.hold(out.len(), false);
+                    shared.outbox.release(out.len());
+                    let kind = kind_of_out(&out);
+                    let payload = match out.msg {
+                        Message::Text(t) => t.into(),
+                        Message::Binary(b) => b,
+                        _ => Bytes::new(),
+                    };
+                    unsent.push(Inflight {
+                        end: 0,
+                        id: out.id,
+                        kind,
+                        payload: Unsent::Kept(payload),
+                    });
+                }
+                // Reported in the order they were sent.
+                unsent.sort_by_key(|m| m.id);
                 self.finish(end, unsent);
             }
             None => self.leave_quietly(&mut conn),
@@ -317,7 +394,9 @@ impl Worker {
     }
 
     fn next_timeout(&self, conn: &Conn, now: Instant) -> Option<Duration> {
-        let can_write = conn.want_flush || (conn.sendable() && self.shared.outbox.has_pending());
+        let queued =
+            self.shared.outbox.has_pending() || (!conn.piece_open && !conn.held.is_empty());
+        let can_write = conn.want_flush || (conn.sendable() && queued);
         let busy = (conn.read_ready && !self.paused && conn.failure.is_none())
             || (!conn.write_blocked && can_write);
         if busy {
@@ -341,7 +420,7 @@ impl Worker {
         let outbox = &self.shared.outbox;
         let mut released = 0;
         while conn.sendable() && !conn.write_blocked && conn.ws.pending_output() < WRITE_BATCH {
-            let Some(out) = outbox.try_take() else {
+            let Some(out) = conn.next_outgoing(outbox) else {
                 if let Some((code, reason)) = conn.close_requested.take() {
                     let frame = CloseFrame {
                         code: CloseCode::from(code),
@@ -354,8 +433,8 @@ impl Worker {
                 break;
             };
             released += out.len();
-            let (id, kind) = (out.id, kind_of(&out.msg));
-            let payload = conn.ws.write(out.msg);
+            let (id, kind) = (out.id, kind_of_out(&out));
+            let payload = conn.write(out);
             let end = conn.ws.written() + conn.ws.pending_output() as u64;
             conn.inflight.push_back(Inflight {
                 end,
@@ -399,7 +478,17 @@ impl Worker {
         let mut end = None;
         for n in 0..READ_BUDGET {
             match conn.ws.read() {
-                Ok(msg) => self.on_message(conn, msg, now),
+                Ok(Incoming::Message(msg)) => self.on_message(conn, msg, now),
+                Ok(Incoming::Chunk(c)) => {
+                    let kind = if c.text {
+                        EventKind::Text
+                    } else {
+                        EventKind::Binary
+                    };
+                    let mut ev = Event::new(kind, c.data);
+                    ev.flags = c.flags;
+                    self.emit(ev);
+                }
                 Err(ReadError::WouldBlock) => {
                     conn.read_ready = false;
                     break;
@@ -588,10 +677,12 @@ impl Worker {
     fn leave_quietly(&mut self, conn: &mut Conn) {
         let outbox = &self.shared.outbox;
         outbox.close_gate();
-        while let Some(out) = outbox.try_take() {
+        while let Some(out) = conn.next_outgoing(outbox) {
             outbox.release(out.len());
-            conn.ws.write(out.msg);
+            conn.write(out);
         }
+        // Whole messages still held back behind an unfinished message in pieces cannot go.
+        conn.held.clear();
         conn.ws.close(Some(CloseFrame {
             code: CloseCode::Away,
             reason: "client freed".into(),
@@ -617,7 +708,7 @@ impl Worker {
         let queued = std::iter::from_fn(|| {
             let out = shared.outbox.try_take()?;
             shared.outbox.release(out.len());
-            let kind = kind_of(&out.msg);
+            let kind = kind_of_out(&out);
             let payload = match out.msg {
                 Message::Text(t) => t.into(),
                 Message::Binary(b) | Message::Ping(b) => b,

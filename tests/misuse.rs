@@ -404,15 +404,21 @@ fn a_caller_that_never_polls_but_frees_loses_nothing_silently() {
 #[test]
 fn credentials_never_appear_in_error_messages() {
     const SECRET: &str = "s3cret-t0ken";
-    // In a URL (refused: credentials belong in a header).
-    let url = cstr(&format!("ws://alice:{SECRET}@127.0.0.1:1/"));
+    // In a URL that is refused (the port is out of range)...
+    let url = cstr(&format!("ws://alice:{SECRET}@127.0.0.1:99999/"));
     let mut out: *mut wsc_client = std::ptr::null_mut();
     assert_status(
         unsafe { wsc_client_new(url.as_ptr(), std::ptr::null(), &mut out) },
         WSC_ERR_INVALID_URL,
-        "URL with credentials",
+        "URL with credentials and a bad port",
     );
     assert!(!last_error().contains(SECRET), "{}", last_error());
+    // ...or accepted (sent as Basic authorization) to a server that refuses the connection.
+    let url = format!("ws://alice:{SECRET}@127.0.0.1:{}/", refused_port());
+    let c = TestClient::start(&url, None, false);
+    for ev in c.until_close(WAIT) {
+        assert!(!ev.text().contains(SECRET), "{ev:?}");
+    }
     // In a header value that is refused...
     let cfg = Cfg::new();
     let (name, bad) = (cstr("Authorization"), cstr(&format!("Bearer {SECRET}\x7f")));

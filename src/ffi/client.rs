@@ -14,7 +14,7 @@ use std::time::Duration;
 
 /// A WebSocket client. Create with `wsc_client_new`, free with `wsc_client_free`.
 pub struct wsc_client {
-    inner: Client,
+    pub(crate) inner: Client,
     /// Poll mode: the event whose data the caller is looking at, kept until the next poll.
     current: Mutex<Option<Event>>,
 }
@@ -43,8 +43,11 @@ pub const WSC_STATE_CLOSING: wsc_state = 3;
 pub const WSC_STATE_CLOSED: wsc_state = 4;
 
 /// Creates a client for `url` (`ws://` or `wss://`, host required, port 1-65535, no
-/// fragment, no `user:pass@`). The URL is parsed and checked now; the network is not touched
-/// until `wsc_client_connect`.
+/// fragment). The URL is parsed and checked now; the network is not touched until
+/// `wsc_client_connect`. A `user:password@` in the URL is percent-decoded and sent as
+/// `Authorization: Basic` (see `wsc_config_set_bearer_token` for precedence); it is removed
+/// from the URL everywhere else (request line, `Host`, error messages), and a user name
+/// containing `:` is refused.
 ///
 /// `cfg` may be NULL for the defaults; it is copied, so the caller may free it afterwards.
 /// On success `*out` receives a client that the caller owns and frees with `wsc_client_free`
@@ -194,6 +197,71 @@ pub unsafe extern "C" fn wsc_client_send(
                 "type {other} is not WSC_EVENT_TEXT, WSC_EVENT_BINARY or WSC_EVENT_PING"
             ))),
         }?;
+        // SAFETY: a non-NULL out_id is a writable u64 slot provided by the caller.
+        if let Some(slot) = unsafe { out_id.as_mut() } {
+            *slot = id;
+        }
+        Ok(())
+    })
+}
+
+/// Queues one piece of a message sent in pieces, so that a large message never has to be in
+/// memory whole: the first call starts a message of type `type` (`WSC_EVENT_TEXT` or
+/// `WSC_EVENT_BINARY`), later calls continue it, and the call with `final` true ends it
+/// (a single call with `final` true sends an ordinary one-frame message). Each piece is
+/// copied before this returns and written as its own frame: a text or binary frame for the
+/// first, continuation frames after, FIN on the final one. Empty pieces are allowed.
+///
+/// `type` must be the same for every piece of a message: another type is refused with
+/// `WSC_ERR_INVALID_ARGUMENT`, leaving the message open. Text: the pieces together must be
+/// valid UTF-8; a piece may end (and the next begin) in the middle of a code point. A piece
+/// that makes the text invalid (or a final piece that leaves a code point incomplete) is
+/// refused with `WSC_ERR_INVALID_UTF8` and nothing is queued; the message stays open.
+///
+/// Each piece is at most the max message size (`WSC_ERR_MESSAGE_TOO_LARGE`), counts against
+/// the send queue limit (`WSC_ERR_QUEUE_FULL`: not queued, the message stays open; retry
+/// later), and has its own send id (`out_id`, may be NULL). A piece that never reaches the
+/// socket is reported as its own `WSC_EVENT_SEND_FAILED` with that id and `flags` = `type`.
+///
+/// One message in pieces is open at a time per client; pieces of it may come from any
+/// thread (calls are serialised, in call order). Whole messages sent meanwhile (from other
+/// threads, `wsc_client_send_*`) are not refused: the worker holds them back and sends them
+/// after the final piece, since RFC 6455 forbids interleaving two messages' frames; pings
+/// and pongs still go out between pieces. So finish what you open: until the final piece,
+/// every whole message waits. Held messages count against the send queue limit for whole
+/// sends but not for pieces, so a queue filled by held messages never keeps the final piece
+/// out (the queue may then hold up to twice the limit).
+///
+/// With permessage-deflate in use, the message is compressed as one, piece by piece: each
+/// piece is flushed, so the server can decompress what it got.
+///
+/// `wsc_client_close` (or a server close) while a message is open ends it unfinished: the
+/// pieces queued before the close are written, then the close frame (control frames may
+/// come between fragments); the server discards the partial message. Whole messages held
+/// back behind it are reported as `WSC_EVENT_SEND_FAILED`. Later calls fail with
+/// `WSC_ERR_NOT_CONNECTED`. Other failures as for `wsc_client_send`. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wsc_client_send_fragment(
+    client: *mut wsc_client,
+    r#type: wsc_event_type,
+    data: *const u8,
+    len: usize,
+    r#final: bool,
+    out_id: *mut u64,
+) -> wsc_status {
+    boundary(|| {
+        let client = &unsafe { object(client, "client") }?.inner;
+        let data = unsafe { bytes(data, len, "data") }?;
+        let text = match r#type {
+            WSC_EVENT_TEXT => true,
+            WSC_EVENT_BINARY => false,
+            other => {
+                return Err(Error::invalid_argument(format!(
+                    "type {other} is not WSC_EVENT_TEXT or WSC_EVENT_BINARY"
+                )))
+            }
+        };
+        let id = client.send_piece(text, data, r#final)?;
         // SAFETY: a non-NULL out_id is a writable u64 slot provided by the caller.
         if let Some(slot) = unsafe { out_id.as_mut() } {
             *slot = id;

@@ -22,7 +22,8 @@ pub struct wsc_config {
 
 /// Creates a config with the defaults: TLS verification on, connect timeout 10 s, no pings,
 /// pong timeout 10 s, close timeout 5 s, max message 64 MiB (frames too), send and receive
-/// queues 128 MiB each, permessage-deflate offered.
+/// queues 128 MiB each, permessage-deflate offered, streaming off (max streamed message
+/// 4 GiB).
 ///
 /// Returns NULL only if memory is exhausted. The caller owns the config and frees it with
 /// `wsc_config_free` exactly once; clients keep their own copy, so it may be freed as soon as
@@ -48,7 +49,7 @@ pub unsafe extern "C" fn wsc_config_free(cfg: *mut wsc_config) {
 }
 
 /// Runs a setter on the config behind `cfg`.
-unsafe fn with(
+pub(crate) unsafe fn with(
     cfg: *mut wsc_config,
     f: impl FnOnce(&mut Config) -> crate::Result<()>,
 ) -> wsc_status {
@@ -60,7 +61,9 @@ unsafe fn with(
 /// a name may repeat. `name` must be an HTTP token; `value` must not contain CR, LF or NUL.
 /// Headers the handshake owns (`Host`, `Upgrade`, `Connection`, `Sec-WebSocket-*`,
 /// `Content-Length`, `Transfer-Encoding`) are refused with `WSC_ERR_INVALID_ARGUMENT`.
-/// Both strings are copied. Header values are never logged.
+/// Both strings are copied. Header values are never logged. `Authorization` and `Cookie`
+/// are not sent to another origin after a redirect (see `wsc_config_set_max_redirects`);
+/// for `Host` see `wsc_config_set_host_header`.
 #[no_mangle]
 pub unsafe extern "C" fn wsc_config_add_header(
     cfg: *mut wsc_config,
@@ -160,7 +163,9 @@ pub unsafe extern "C" fn wsc_config_set_close_timeout_ms(
 /// A larger send is refused with `WSC_ERR_MESSAGE_TOO_LARGE`; a larger incoming message
 /// closes the connection with 1009 as soon as the frame that crosses the limit arrives
 /// (compressed messages: as soon as decompression crosses it), so at most the limit plus one
-/// frame is ever buffered.
+/// frame is ever buffered. In streaming mode (`wsc_config_set_stream_chunk_size`) incoming
+/// messages are bounded by `wsc_config_set_max_streamed_message_size` instead; sends and
+/// each piece of `wsc_client_send_fragment` stay bounded by this.
 #[no_mangle]
 pub unsafe extern "C" fn wsc_config_set_max_message_size(
     cfg: *mut wsc_config,
@@ -187,6 +192,70 @@ pub unsafe extern "C" fn wsc_config_set_max_frame_size(
     unsafe {
         with(cfg, |c| {
             c.max_frame_size = Some(nonzero(bytes, "max frame size")?);
+            Ok(())
+        })
+    }
+}
+
+/// Streaming mode for incoming messages: with `bytes` > 0, every text and binary message is
+/// delivered as it arrives, as a sequence of `WSC_EVENT_TEXT`/`WSC_EVENT_BINARY` events of at
+/// most `bytes` bytes each, so a message of any size never sits whole in memory. 0 (the
+/// default) turns streaming off: every message arrives whole, in one event. 1 to 3 are
+/// refused with `WSC_ERR_INVALID_ARGUMENT` (a text chunk needs room for a 4-byte code point).
+///
+/// Each event's `flags` says where it sits: `WSC_MESSAGE_CONTINUES` (more chunks of this
+/// message follow) and `WSC_MESSAGE_CONTINUATION` (this chunk is not the first). A message
+/// that arrives in one frame of at most `bytes` bytes is one event with `flags` 0, exactly as
+/// without streaming. Chunks are cut as frames arrive: a chunk never spans two frames, so a
+/// server that fragments finely gives smaller chunks; the final chunk may be empty (when
+/// the final frame is). Chunks of one message are never interleaved with another message's
+/// (pings, pongs may come between them).
+///
+/// Text: every chunk is valid UTF-8 on its own: a code point cut by a frame or chunk
+/// boundary is held back (at most 3 bytes) and starts the next chunk. Invalid UTF-8 fails
+/// the connection with 1007 (`WSC_ERR_INVALID_UTF8`) as soon as it is seen; chunks delivered
+/// before stay delivered, and no final chunk comes (the last one delivered has
+/// `WSC_MESSAGE_CONTINUES` set). The same holds for any failure or close mid-message.
+///
+/// Limits in streaming mode: `wsc_config_set_max_message_size` no longer bounds incoming
+/// messages; `wsc_config_set_max_streamed_message_size` does (default 4 GiB). Each frame is
+/// still read whole, so `wsc_config_set_max_frame_size` (default: the max message size)
+/// bounds memory: at most one frame plus one chunk per connection, plus what poll mode
+/// queues (chunks count against `wsc_config_set_recv_queue_limit` like messages). Compressed
+/// messages (permessage-deflate) are decompressed one chunk at a time, never more.
+#[no_mangle]
+pub unsafe extern "C" fn wsc_config_set_stream_chunk_size(
+    cfg: *mut wsc_config,
+    bytes: usize,
+) -> wsc_status {
+    unsafe {
+        with(cfg, |c| {
+            if bytes != 0 && bytes < crate::stream::MIN_CHUNK {
+                return Err(Error::invalid_argument(format!(
+                    "stream chunk size {bytes} is below {} (0 turns streaming off)",
+                    crate::stream::MIN_CHUNK
+                )));
+            }
+            c.stream_chunk_size = bytes;
+            Ok(())
+        })
+    }
+}
+
+/// Streaming mode (see `wsc_config_set_stream_chunk_size`): the largest incoming text or
+/// binary message, in bytes after decompression (default 4 GiB; 0: unlimited). It bounds
+/// how much one message may make the application consume (disk, time), not memory, which
+/// streaming bounds anyway. A message that grows past it fails the connection with 1009
+/// (`WSC_ERR_MESSAGE_TOO_LARGE`) as soon as the frame (or, compressed, the chunk) that
+/// crosses it arrives; nothing of that frame is delivered. Ignored when streaming is off.
+#[no_mangle]
+pub unsafe extern "C" fn wsc_config_set_max_streamed_message_size(
+    cfg: *mut wsc_config,
+    bytes: u64,
+) -> wsc_status {
+    unsafe {
+        with(cfg, |c| {
+            c.max_streamed_message_size = bytes;
             Ok(())
         })
     }

@@ -10,9 +10,12 @@ pub type wsc_event_type = i32;
 pub const WSC_EVENT_NONE: wsc_event_type = 0;
 /// The handshake succeeded. `data`/`len`: the subprotocol the server chose (empty if none).
 pub const WSC_EVENT_OPEN: wsc_event_type = 1;
-/// A text message. `data`/`len`: its UTF-8 payload (not NUL-terminated).
+/// A text message. `data`/`len`: its UTF-8 payload (not NUL-terminated). In streaming mode
+/// (`wsc_config_set_stream_chunk_size`) possibly one chunk of it, valid UTF-8 on its own;
+/// `flags` then says which (`WSC_MESSAGE_*`).
 pub const WSC_EVENT_TEXT: wsc_event_type = 2;
-/// A binary message. `data`/`len`: its payload.
+/// A binary message. `data`/`len`: its payload. In streaming mode possibly one chunk of it;
+/// `flags` then says which (`WSC_MESSAGE_*`).
 pub const WSC_EVENT_BINARY: wsc_event_type = 3;
 /// A ping from the server; the pong was already sent. `data`/`len`: its payload.
 pub const WSC_EVENT_PING: wsc_event_type = 4;
@@ -43,6 +46,13 @@ pub const WSC_CLOSE_REMOTE: u32 = 2;
 /// or never opened).
 pub const WSC_CLOSE_ABNORMAL: u32 = 4;
 
+/// `flags` of a `WSC_EVENT_TEXT`/`WSC_EVENT_BINARY` in streaming mode (see
+/// `wsc_config_set_stream_chunk_size`): more chunks of this message follow.
+pub const WSC_MESSAGE_CONTINUES: u32 = 1;
+/// `flags` of a `WSC_EVENT_TEXT`/`WSC_EVENT_BINARY` in streaming mode: this chunk is not the
+/// first of its message. A whole message in one event has neither bit.
+pub const WSC_MESSAGE_CONTINUATION: u32 = 2;
+
 /// One event. Filled in by the library; the caller only reads it.
 ///
 /// `data` is owned by the library. In callback mode it is valid until the callback returns;
@@ -56,7 +66,8 @@ pub struct wsc_event {
     pub status: wsc_status,
     /// `WSC_EVENT_CLOSE`: the close code; else 0.
     pub close_code: u16,
-    /// `WSC_EVENT_CLOSE`: `WSC_CLOSE_*` bits; `WSC_EVENT_SEND_FAILED`: the message type; else 0.
+    /// `WSC_EVENT_CLOSE`: `WSC_CLOSE_*` bits; `WSC_EVENT_SEND_FAILED`: the message type;
+    /// `WSC_EVENT_TEXT`/`WSC_EVENT_BINARY`: `WSC_MESSAGE_*` bits (streaming mode only); else 0.
     pub flags: u32,
     /// The payload, reason, message or subprotocol (see the event types). Not NUL-terminated.
     pub data: *const u8,
@@ -112,5 +123,11 @@ mod tests {
         assert_eq!(super::WSC_CLOSE_LOCAL, crate::events::CLOSE_LOCAL);
         assert_eq!(super::WSC_CLOSE_REMOTE, crate::events::CLOSE_REMOTE);
         assert_eq!(super::WSC_CLOSE_ABNORMAL, crate::events::CLOSE_ABNORMAL);
+    }
+
+    #[test]
+    fn message_flags_match_the_core() {
+        assert_eq!(super::WSC_MESSAGE_CONTINUES, crate::stream::CONTINUES);
+        assert_eq!(super::WSC_MESSAGE_CONTINUATION, crate::stream::CONTINUATION);
     }
 }

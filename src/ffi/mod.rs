@@ -8,7 +8,9 @@
 pub mod client;
 pub mod config;
 pub mod event;
+pub mod handshake_extras;
 pub mod status;
+pub mod tls_options;
 
 use crate::error::{Error, Result};
 use status::*;

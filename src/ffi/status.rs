@@ -39,6 +39,9 @@ pub const WSC_ERR_INTERNAL: wsc_status = 13;
 /// The call is not allowed in the client's current state or mode (e.g. `wsc_client_connect`
 /// twice, `wsc_client_set_callback` after connect, `wsc_client_poll` in callback mode).
 pub const WSC_ERR_INVALID_STATE: wsc_status = 14;
+/// What was asked for does not exist, e.g. a response header the server did not send
+/// (`wsc_client_response_header`). (Value 20: 15-19 are left to other additions.)
+pub const WSC_ERR_NOT_FOUND: wsc_status = 20;
 
 /// Returns a static, NUL-terminated name for `status`, e.g. `"WSC_ERR_TLS"`.
 /// Unknown values give `"WSC_ERR_UNKNOWN"`. Never returns NULL. Thread-safe.
@@ -64,6 +67,7 @@ pub(crate) fn status_name(status: wsc_status) -> &'static str {
         WSC_ERR_IO => "WSC_ERR_IO\0",
         WSC_ERR_INTERNAL => "WSC_ERR_INTERNAL\0",
         WSC_ERR_INVALID_STATE => "WSC_ERR_INVALID_STATE\0",
+        WSC_ERR_NOT_FOUND => "WSC_ERR_NOT_FOUND\0",
         _ => "WSC_ERR_UNKNOWN\0",
     }
 }
