@@ -285,12 +285,13 @@ mod tests {
             };
             loop {
                 match hs.advance(&mut mem) {
-                    Ok(Some(a)) => {
+                    Ok(Some(Outcome::Accepted(a))) => {
                         // What followed the head in the bytes read so far is kept.
                         let after_head = &input[input.len() - 4..fed.max(input.len() - 4)];
                         assert_eq!(a.tail, after_head, "{label}");
                         return;
                     }
+                    Ok(Some(Outcome::Redirect { .. })) => panic!("{label}: a redirect"),
                     Ok(None) => {}
                     Err(e) => panic!("{label}: {e:?}"),
                 }
