@@ -10,7 +10,9 @@
  *   Fallible functions return a wsc_status (WSC_OK = 0). wsc_status_str names a code;
  *   wsc_last_error() gives a detail of the last failure on the calling thread. Failures of the
  *   connection itself arrive as WSC_EVENT_ERROR events, followed by exactly one
- *   WSC_EVENT_CLOSE, the last event of every connection.
+ *   WSC_EVENT_CLOSE, the last event of every connection. With automatic reconnect
+ *   (wsc_config_set_reconnect) every attempt ends with its own WSC_EVENT_CLOSE; all but the
+ *   last carry WSC_CLOSE_RECONNECTING and are followed by WSC_EVENT_RECONNECTING.
  *
  * Threads
  *   Each client owns one worker thread that does all network I/O. Sends, close, state and
@@ -20,6 +22,8 @@
  *       order, one at a time; or
  *     - in poll mode (no callback): queued, taken with wsc_client_poll from one thread at a
  *       time; wsc_client_event_fd is readable while events are queued.
+ *   The reconnect callback (wsc_client_set_reconnect_callback) runs on the worker thread too,
+ *   between attempts; wsc_client_set_header may be called from any thread.
  *   wsc_client_free must not run concurrently with any other call on the same client; it may
  *   be called from inside the client's own callback.
  *
@@ -40,6 +44,11 @@
 #include <stdint.h>
 
 #define DEFAULT_MAX_REDIRECTS 3
+
+/**
+ * Largest CONNECT answer head accepted; a proxy sending more is refused, not buffered.
+ */
+#define MAX_CONNECT_REPLY (8 * 1024)
 
 /**
  * Chunk flag: more chunks of this message follow.
@@ -73,6 +82,12 @@
  * or never opened).
  */
 #define WSC_CLOSE_ABNORMAL 4
+
+/**
+ * `flags` of a `WSC_EVENT_CLOSE`: this attempt is over, the client reconnects
+ * (`WSC_EVENT_RECONNECTING` follows); not the last event.
+ */
+#define WSC_CLOSE_RECONNECTING 8
 
 /**
  * `flags` of a `WSC_EVENT_TEXT`/`WSC_EVENT_BINARY` in streaming mode (see
@@ -150,7 +165,8 @@ typedef struct wsc_event {
   uint16_t close_code;
   /**
    * `WSC_EVENT_CLOSE`: `WSC_CLOSE_*` bits; `WSC_EVENT_SEND_FAILED`: the message type;
-   * `WSC_EVENT_TEXT`/`WSC_EVENT_BINARY`: `WSC_MESSAGE_*` bits (streaming mode only); else 0.
+   * `WSC_EVENT_TEXT`/`WSC_EVENT_BINARY`: `WSC_MESSAGE_*` bits (streaming mode only);
+   * `WSC_EVENT_RECONNECTING`: the delay in ms; else 0.
    */
   uint32_t flags;
   /**
@@ -162,7 +178,8 @@ typedef struct wsc_event {
    */
   size_t len;
   /**
-   * `WSC_EVENT_SEND_FAILED`: the send id that `wsc_client_send` returned; else 0.
+   * `WSC_EVENT_SEND_FAILED`: the send id that `wsc_client_send` returned;
+   * `WSC_EVENT_RECONNECTING`: the attempt number; else 0.
    */
   uint64_t id;
   /**
@@ -185,9 +202,48 @@ typedef struct wsc_event {
 typedef void (*wsc_event_cb)(void *user_data, const struct wsc_event *ev);
 
 /**
+ * Runs before each automatic reconnect attempt (not before the first connect), on the
+ * client's worker thread, after the delay and just before connecting. `attempt` is the
+ * number that `WSC_EVENT_RECONNECTING` announced. Use it to refresh what the next handshake
+ * sends, e.g. `wsc_client_set_header(client, "Authorization", new_token)`.
+ *
+ * While it runs this client does nothing else, so it must not block for long (fetching a
+ * token over the network is better done ahead of time on another thread). It may call any
+ * `wsc_client_*` function on `client`: `wsc_client_close` stops the reconnect (the attempt
+ * is abandoned and the final `WSC_EVENT_CLOSE` follows); `wsc_client_free` frees the client
+ * (it returns at once, no attempt is made and nothing more is delivered; `client` must not be
+ * touched afterwards). It must not unwind (throw) into the library.
+ */
+typedef void (*wsc_reconnect_cb)(void *user_data, struct wsc_client *client, uint32_t attempt);
+
+/**
  * Connection states, as returned by `wsc_client_state`.
  */
 typedef int32_t wsc_state;
+
+/**
+ * What a reconnect rule matches (`wsc_config_set_reconnect_rule`).
+ */
+typedef int32_t wsc_reconnect_rule;
+
+/**
+ * Severity of a log line, for `wsc_set_log_callback`.
+ */
+typedef int32_t wsc_log_level;
+
+/**
+ * Receives one log line. `message` is `len` bytes of UTF-8 text without a newline, also
+ * NUL-terminated; it is valid only during the call. `level` is one of `WSC_LOG_ERROR` ..
+ * `WSC_LOG_TRACE`.
+ *
+ * Runs on whichever thread logs: mostly clients' worker threads, several at once for
+ * several clients, so it must be thread-safe. While it runs, the thread that logged (and its
+ * client) waits; keep it short. It must not call `wsc_set_log_callback` (that call returns
+ * `WSC_ERR_INVALID_STATE`), must not wait for a thread that is inside
+ * `wsc_set_log_callback` (deadlock), and must not unwind (throw) into the library. Lines
+ * logged by library calls made from inside the callback are dropped.
+ */
+typedef void (*wsc_log_cb)(void *user_data, wsc_log_level level, const char *message, size_t len);
 
 
 
@@ -199,7 +255,8 @@ typedef int32_t wsc_state;
 #define WSC_STATE_IDLE 0
 
 /**
- * Connecting: DNS, TCP, TLS or the HTTP upgrade is under way.
+ * Connecting: DNS, TCP, TLS or the HTTP upgrade is under way; with reconnect, also from a
+ * drop until the next open (while waiting to reconnect).
  */
 #define WSC_STATE_CONNECTING 1
 
@@ -217,6 +274,21 @@ typedef int32_t wsc_state;
  * The connection is over (the final `WSC_EVENT_CLOSE` was produced).
  */
 #define WSC_STATE_CLOSED 4
+
+/**
+ * A close code (1000-4999) received from the server or sent on a server fault.
+ */
+#define WSC_RECONNECT_CLOSE_CODE 1
+
+/**
+ * The HTTP status (100-599, not 101) of a refused upgrade.
+ */
+#define WSC_RECONNECT_HTTP_STATUS 2
+
+/**
+ * A failure status (`WSC_ERR_*`) of an attempt that ended without a close frame.
+ */
+#define WSC_RECONNECT_STATUS 3
 
 /**
  * No event (the value a zeroed `wsc_event` has).
@@ -252,11 +324,14 @@ typedef int32_t wsc_state;
 #define WSC_EVENT_PONG 5
 
 /**
- * The connection is over; always the last event, exactly one per connection.
- * `close_code`: the server's code; or the code the client sent when it closed because of a
+ * The connection is over; exactly one per connection (per attempt with reconnect). The
+ * last event, unless `flags` has `WSC_CLOSE_RECONNECTING`: then this attempt is over and
+ * `WSC_EVENT_RECONNECTING` follows; the last event is the first `WSC_EVENT_CLOSE` without
+ * that flag. `close_code`: the server's code; or the code the client sent when it closed because of a
  * server fault; or 1006 when the connection dropped without a close frame (1005: the server's
  * close frame had no code). `data`/`len`: the reason. `status`: `WSC_OK` for a clean close,
- * else why it was not clean. `flags`: `WSC_CLOSE_LOCAL`, `WSC_CLOSE_REMOTE`, `WSC_CLOSE_ABNORMAL`.
+ * else why it was not clean. `flags`: `WSC_CLOSE_LOCAL`, `WSC_CLOSE_REMOTE`, `WSC_CLOSE_ABNORMAL`,
+ * `WSC_CLOSE_RECONNECTING`.
  */
 #define WSC_EVENT_CLOSE 6
 
@@ -274,6 +349,50 @@ typedef int32_t wsc_state;
  * `WSC_EVENT_CLOSE`.
  */
 #define WSC_EVENT_SEND_FAILED 8
+
+/**
+ * Automatic reconnect (see `wsc_config_set_reconnect`): another attempt follows a
+ * `WSC_EVENT_CLOSE` flagged `WSC_CLOSE_RECONNECTING`. `id`: the attempt's number (1 for the
+ * first attempt after a connection that had opened, counting up while attempts fail);
+ * `flags`: the delay in milliseconds before it starts. Then comes `WSC_EVENT_OPEN` when the
+ * attempt succeeds, or `WSC_EVENT_ERROR` and `WSC_EVENT_CLOSE` when it fails.
+ */
+#define WSC_EVENT_RECONNECTING 9
+
+/**
+ * No logging (the default).
+ */
+#define WSC_LOG_OFF 0
+
+/**
+ * Bugs inside the library (`WSC_ERR_INTERNAL`, a caught panic).
+ */
+#define WSC_LOG_ERROR 1
+
+/**
+ * A connection failed or the server broke the protocol: the `WSC_EVENT_ERROR` text with its
+ * status name and the URL.
+ */
+#define WSC_LOG_WARN 2
+
+/**
+ * Connection opened (URL with path and query, subprotocol), closed (code, reason),
+ * connecting through a proxy.
+ */
+#define WSC_LOG_INFO 3
+
+/**
+ * Connect steps: DNS, TCP, proxy exchange, TLS, and the handshake request and response
+ * heads with their headers (values of `Authorization`, `Proxy-Authorization`, `Cookie`,
+ * `Set-Cookie` shown as `<redacted>`).
+ */
+#define WSC_LOG_DEBUG 4
+
+/**
+ * Every WebSocket frame sent and received: opcode, FIN, RSV1, payload length. Payloads are
+ * never logged.
+ */
+#define WSC_LOG_TRACE 5
 
 /**
  * Success.
@@ -352,10 +471,19 @@ typedef int32_t wsc_state;
 #define WSC_ERR_INVALID_STATE 14
 
 /**
- * What was asked for does not exist, e.g. a response header the server did not send
- * (`wsc_client_response_header`). (Value 20: 15-19 are left to other additions.)
+ * The proxy failed: it cannot be reached (`"cannot connect to proxy ..."`), it refused the
+ * tunnel or the credentials (the message gives the HTTP status or the SOCKS5 reply code and
+ * its meaning, e.g. `"SOCKS5 proxy could not connect to the server: reply 5 (connection
+ * refused)"`), it answered something that is not HTTP/SOCKS5, or a proxy environment
+ * variable holds an invalid URL. Messages never contain the proxy's credentials.
  */
-#define WSC_ERR_NOT_FOUND 20
+#define WSC_ERR_PROXY 15
+
+/**
+ * What was asked for does not exist, e.g. a response header the server did not send
+ * (`wsc_client_response_header`).
+ */
+#define WSC_ERR_NOT_FOUND 16
 
 #ifdef __cplusplus
 extern "C" {
@@ -387,6 +515,31 @@ wsc_status wsc_client_new(const char *url, const struct wsc_config *cfg, struct 
  * `wsc_client_free` returns. Without a callback the client is in poll mode.
  */
 wsc_status wsc_client_set_callback(struct wsc_client *client, wsc_event_cb cb, void *user_data);
+
+/**
+ * Sets the callback that runs before each automatic reconnect attempt (see
+ * `wsc_reconnect_cb`). Must be called before `wsc_client_connect` (`WSC_ERR_INVALID_STATE`
+ * after); a second call replaces the first. `user_data` is passed back untouched; the
+ * library never frees it, and it must stay valid until `wsc_client_free` returns. Works in
+ * poll and callback mode; without `wsc_config_set_reconnect` it never runs.
+ * `WSC_ERR_INVALID_ARGUMENT` for a NULL `client` or `cb`.
+ */
+wsc_status wsc_client_set_reconnect_callback(struct wsc_client *client, wsc_reconnect_cb cb, void *user_data);
+
+/**
+ * Sets a handshake header for the connection attempts that start from now on, replacing
+ * every value the header had (from `wsc_config_add_header` or an earlier call), matched
+ * case-insensitively. Meant for automatic reconnect: call it from the reconnect callback
+ * (or any thread, any time) to send e.g. a fresh `Authorization` token with the next
+ * attempt; an attempt already connecting keeps the headers it started with. Before
+ * `wsc_client_connect` it changes the first handshake. Both strings are copied; values are
+ * never logged. Thread-safe.
+ *
+ * Same rules as `wsc_config_add_header`: `WSC_ERR_INVALID_ARGUMENT` for NULL, a name that is
+ * not an HTTP token or that the handshake owns (`Host`, `Sec-WebSocket-*` ...), or a value
+ * with CR, LF or NUL; nothing changes then.
+ */
+wsc_status wsc_client_set_header(struct wsc_client *client, const char *name, const char *value);
 
 /**
  * Starts the worker thread, which connects in the background; returns at once. Then comes
@@ -426,8 +579,9 @@ wsc_status wsc_client_send_ping(struct wsc_client *client, const uint8_t *data, 
  * Thread-safe, also from inside a callback. Messages from one thread go out in the order
  * sent. Fails without queueing anything with: `WSC_ERR_INVALID_UTF8` (text),
  * `WSC_ERR_MESSAGE_TOO_LARGE` (over the max message size; pings over 125 bytes),
- * `WSC_ERR_QUEUE_FULL` (send queue limit), `WSC_ERR_NOT_CONNECTED` (before connect, or once
- * closing/closed), `WSC_ERR_INVALID_ARGUMENT`.
+ * `WSC_ERR_QUEUE_FULL` (send queue limit), `WSC_ERR_NOT_CONNECTED` (before connect, once
+ * closing/closed, or while reconnecting with `wsc_config_set_reconnect_keep_queued(cfg,
+ * false)`), `WSC_ERR_INVALID_ARGUMENT`.
  */
 wsc_status wsc_client_send(struct wsc_client *client, wsc_event_type type, const uint8_t *data, size_t len, uint64_t *out_id);
 
@@ -479,6 +633,10 @@ wsc_status wsc_client_send_fragment(struct wsc_client *client, wsc_event_type ty
  * `code` must be 1000-1003, 1007-1014 or 3000-4999 (`WSC_ERR_INVALID_ARGUMENT` otherwise).
  * Returns `WSC_ERR_NOT_CONNECTED` before connect and once closing or closed (so a second
  * close is harmless). Closing while still connecting abandons the attempt. Thread-safe.
+ *
+ * With automatic reconnect it also ends the reconnects: no attempt follows, and while
+ * waiting to reconnect (or connecting again) it ends the wait at once with the final
+ * `WSC_EVENT_CLOSE`; it returns `WSC_OK` then, even though no connection is open.
  */
 wsc_status wsc_client_close(struct wsc_client *client, uint16_t code, const char *reason);
 
@@ -712,6 +870,96 @@ wsc_status wsc_config_set_deflate(struct wsc_config *cfg, bool enabled);
 wsc_status wsc_config_add_deflate_offer(struct wsc_config *cfg, const char *params);
 
 /**
+ * Turns automatic reconnect on: when a connection ends by a failure or close that "retries"
+ * (table below), the client connects again after a delay, with the same URL and settings,
+ * until an attempt opens or `max_attempts` attempts in a row failed (0: unlimited). Off by
+ * default. `initial_delay_ms` must be at least 1 and at most `max_delay_ms`.
+ *
+ * Delay before attempt n (n = 1 after a connection that had opened, counting up while
+ * attempts fail; an `WSC_EVENT_OPEN` starts counting again): full jitter, a uniformly random
+ * value in `[0, min(max_delay_ms, initial_delay_ms * 2^(n-1))]` ms. The wait is abandoned at
+ * once by `wsc_client_close` (then the final `WSC_EVENT_CLOSE` comes, code 1006,
+ * `WSC_CLOSE_LOCAL | WSC_CLOSE_ABNORMAL`, reason "closed while reconnecting") or
+ * `wsc_client_free`.
+ *
+ * Events: every attempt that opened ends with its own `WSC_EVENT_CLOSE`, and so does every
+ * attempt that failed to open (after its `WSC_EVENT_ERROR`). When another attempt follows,
+ * that close has the flag `WSC_CLOSE_RECONNECTING` and is followed by
+ * `WSC_EVENT_RECONNECTING` (`id` = attempt number, `flags` = delay in ms), then by
+ * `WSC_EVENT_OPEN` once an attempt succeeds. The final `WSC_EVENT_CLOSE` has no
+ * `WSC_CLOSE_RECONNECTING` flag and is the last event, as without reconnect. It carries the
+ * last attempt's code, reason and status (e.g. `WSC_ERR_CONNECT` when the attempts ran out).
+ * `wsc_client_state` is `WSC_STATE_CONNECTING` from the drop until the next open.
+ *
+ * What retries and what stops (defaults; change them with `wsc_config_set_reconnect_rule`):
+ *
+ * | how the attempt ended                                   | default |
+ * |---------------------------------------------------------|---------|
+ * | `wsc_client_close` (any time, also during the delay)    | stop, always |
+ * | close code 1000 normal, 1005 no code                    | stop    |
+ * | close code 1002, 1003, 1007, 1008 (policy), 1009, 1010  | stop    |
+ * | close code 1001, 1011, 1012, 1013, 1014                 | retry   |
+ * | close code 3000-4999 (registered / application)         | stop    |
+ * | no close frame: `WSC_ERR_IO`, `WSC_ERR_TIMEOUT` (connect, pong or close timeout) | retry |
+ * | `WSC_ERR_CONNECT` (DNS, refused, unreachable)           | retry   |
+ * | handshake refused with HTTP 408, 429 or 5xx             | retry   |
+ * | handshake refused with any other HTTP status (401, 403, 404, 3xx ...) | stop |
+ * | server hung up before answering the upgrade (`WSC_ERR_HANDSHAKE`, no HTTP status) | retry |
+ * | a 101 answer that breaks RFC 6455 (`WSC_ERR_HANDSHAKE`)  | stop    |
+ * | `WSC_ERR_TLS` (certificate, hostname, TLS handshake)    | stop    |
+ * | `WSC_ERR_PROTOCOL`, `WSC_ERR_INTERNAL`, anything else    | stop    |
+ *
+ * A close code is the one the server sent, or the one the client sent on a server fault
+ * (1002, 1007, 1009). Rules are checked in this order: close code (when a close frame was
+ * exchanged), HTTP status (when the upgrade was refused), status.
+ *
+ * Messages: the send queue survives attempts. Messages already handed to a connection that
+ * drops before writing them in full are reported as `WSC_EVENT_SEND_FAILED` at the drop
+ * (at most once: never resent). Messages written in full to a connection that then drops
+ * may or may not have reached the server (WebSocket has no acknowledgement); they are not
+ * reported. Queued messages are kept and sent after the reconnect, or handed back, see
+ * `wsc_config_set_reconnect_keep_queued`. At the final end every message still queued is
+ * reported as `WSC_EVENT_SEND_FAILED`, as without reconnect.
+ *
+ * Messages in pieces (`wsc_client_send_fragment`): a message whose first piece went out on a
+ * connection that dropped cannot be continued on the next one, so its remaining pieces, up
+ * to and including the final one, come back as `WSC_EVENT_SEND_FAILED` (status
+ * `WSC_ERR_NOT_CONNECTED`) as the new connection reaches them; send it again from the start.
+ * Whole messages the worker held back behind it at the drop are handed back too.
+ *
+ * `WSC_ERR_INVALID_ARGUMENT` for a NULL `cfg`, `initial_delay_ms` 0 or `initial_delay_ms >
+ * max_delay_ms`.
+ */
+wsc_status wsc_config_set_reconnect(struct wsc_config *cfg, uint32_t max_attempts, uint32_t initial_delay_ms, uint32_t max_delay_ms);
+
+/**
+ * What automatic reconnect does with messages queued while disconnected.
+ *
+ * `true` (the default): they stay queued and are sent, in order, after the next
+ * `WSC_EVENT_OPEN`; sends while disconnected are accepted (bounded by the send queue limit).
+ *
+ * `false`: at each drop every queued message is handed back as `WSC_EVENT_SEND_FAILED` (with
+ * its `id`, status `WSC_ERR_NOT_CONNECTED` or the drop's status), before the attempt's
+ * `WSC_EVENT_CLOSE`; from then until the next `WSC_EVENT_OPEN`, sends fail at once with
+ * `WSC_ERR_NOT_CONNECTED`. (The first connect still queues messages sent before it opens.)
+ *
+ * Only matters with `wsc_config_set_reconnect`. `WSC_ERR_INVALID_ARGUMENT` for a NULL `cfg`.
+ */
+wsc_status wsc_config_set_reconnect_keep_queued(struct wsc_config *cfg, bool keep);
+
+/**
+ * Overrides one row of the reconnect table (see `wsc_config_set_reconnect`): an attempt
+ * that ends with `value` of kind `kind` retries (`retry` true) or stops the reconnects.
+ * Setting the same `kind`/`value` again replaces the rule. Examples: stop on 1012
+ * (`WSC_RECONNECT_CLOSE_CODE, 1012, false`), retry a 401 after refreshing the token in the
+ * reconnect callback (`WSC_RECONNECT_HTTP_STATUS, 401, true`), retry TLS failures
+ * (`WSC_RECONNECT_STATUS, WSC_ERR_TLS, true`). `wsc_client_close` always stops.
+ *
+ * `WSC_ERR_INVALID_ARGUMENT` for a NULL `cfg`, an unknown `kind` or a `value` out of its range.
+ */
+wsc_status wsc_config_set_reconnect_rule(struct wsc_config *cfg, wsc_reconnect_rule kind, int32_t value, bool retry);
+
+/**
  * How many HTTP redirects (301, 302, 303, 307, 308) a connect follows (default 3; 0: none,
  * then a redirect answer fails the connect with `WSC_ERR_HANDSHAKE`, the status and the
  * `Location` in the message). Every hop is a new TCP (and TLS) connection; all hops share
@@ -795,6 +1043,73 @@ size_t wsc_client_response_header_count(const struct wsc_client *client);
  * Thread-safe.
  */
 wsc_status wsc_client_response_header_at(const struct wsc_client *client, size_t index, const char **name, size_t *name_len, const uint8_t **value, size_t *value_len);
+
+/**
+ * Sets the process-wide log callback: lines of `level` and more severe ones (a lower number)
+ * go to `cb`, with `user_data` passed back untouched. `WSC_LOG_OFF` or a NULL `cb` turns
+ * logging off (then `user_data` is ignored). Off, a log site costs one atomic load and
+ * formats nothing.
+ *
+ * Replaces the previous callback. When this call returns, no call to the previous callback
+ * is running or will start, so its `user_data` may be freed; the call waits for callbacks in
+ * progress on other threads to return. The new `user_data` must stay valid until logging is
+ * turned off or another callback is set. Credentials are never logged: secret header values
+ * are `<redacted>` and proxy URLs are shown without user name and password.
+ *
+ * Thread-safe. Returns `WSC_ERR_INVALID_ARGUMENT` for a level outside `WSC_LOG_OFF` ..
+ * `WSC_LOG_TRACE`, `WSC_ERR_INVALID_STATE` when called from inside the log callback.
+ */
+wsc_status wsc_set_log_callback(wsc_log_level level, wsc_log_cb cb, void *user_data);
+
+/**
+ * Connects through a proxy: `"http://[user:password@]host[:port]"` (HTTP CONNECT, default
+ * port 80, `Proxy-Authorization: Basic` when credentials are given) or
+ * `"socks5://[user:password@]host[:port]"` / `"socks5h://..."` (SOCKS5, default port 1080,
+ * username/password authentication per RFC 1929 when credentials are given). Percent-encode
+ * `@`, `:` and `%` in the user name and password (`p%40ss` for `p@ss`). `""` removes the
+ * proxy (connect directly, or per the environment if `wsc_config_set_proxy_from_env` is on).
+ *
+ * On the wire: the client connects to the proxy, asks it for a tunnel to the URL's host and
+ * port, then runs TLS (for `wss://`, to the server, with the server's name for SNI and
+ * verification) and the WebSocket handshake through it, all within the connect timeout.
+ * SOCKS5 with either scheme sends the host *name* to the proxy, which resolves it (the
+ * client does no DNS lookup for the server; an IP address in the URL is sent as such).
+ * A proxy that cannot be reached, refuses the tunnel or the credentials fails the connection
+ * with `WSC_ERR_PROXY` (the message names the HTTP status or SOCKS5 reply). Credentials are
+ * never logged nor put in messages. An explicit proxy takes precedence over the environment;
+ * a unix socket (`wsc_config_set_unix_socket`) takes precedence over both.
+ *
+ * Returns `WSC_ERR_INVALID_URL` for another scheme (`https://` proxies are not supported), a
+ * missing host, a bad port, a path, query or fragment; `WSC_ERR_INVALID_ARGUMENT` for NULL.
+ * The string is copied.
+ */
+wsc_status wsc_config_set_proxy(struct wsc_config *cfg, const char *url);
+
+/**
+ * Off by default. When on and no proxy was set with `wsc_config_set_proxy`, each connect
+ * reads the environment, as curl does: `https_proxy`/`HTTPS_PROXY` for `wss://`,
+ * `http_proxy`/`HTTP_PROXY` for `ws://`, else `all_proxy`/`ALL_PROXY` (lower case first;
+ * empty means unset; a value without a scheme is an HTTP proxy). `no_proxy`/`NO_PROXY`
+ * lists hosts to reach directly, separated by commas: `*` (all), domain names (matching
+ * themselves and their subdomains, with or without a leading dot), IP addresses or CIDR
+ * blocks, each optionally with `:port`. An invalid URL in a variable fails the connection
+ * with `WSC_ERR_PROXY` (naming the variable, not its value).
+ *
+ * The variables are read on the worker thread at connect time; changing the environment
+ * from another thread at that moment (`setenv`) is not safe in C.
+ */
+wsc_status wsc_config_set_proxy_from_env(struct wsc_config *cfg, bool enabled);
+
+/**
+ * Connects to the unix domain socket at `path` instead of over TCP (no DNS, no proxy). The
+ * URL still gives the `Host` header, the request path and, for `wss://`, the TLS server name
+ * (TLS runs over the unix socket). `""` goes back to TCP. The path is copied and used at
+ * connect time: a missing socket, a path too long for a socket address (about 107 bytes on
+ * Linux) or a refused connection fail the connection with `WSC_ERR_CONNECT`.
+ *
+ * Unix-like systems only: elsewhere it returns `WSC_ERR_INVALID_ARGUMENT` ("unsupported").
+ */
+wsc_status wsc_config_set_unix_socket(struct wsc_config *cfg, const char *path);
 
 /**
  * Returns a static, NUL-terminated name for `status`, e.g. `"WSC_ERR_TLS"`.

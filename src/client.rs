@@ -55,6 +55,7 @@ impl Client {
             config,
             state: AtomicU8::new(STATE_IDLE),
             stop: AtomicBool::new(false),
+            reconnect: Default::default(),
             response: std::sync::OnceLock::new(),
         };
         Ok(Client {
@@ -226,7 +227,12 @@ impl Client {
                 "not connected: wsc_client_connect was not called",
             ));
         }
-        if !self.shared.outbox.close_gate() {
+        // With reconnect, a close also stops the attempts to come, even while the worker has
+        // the gate shut (the server is closing, or between attempts).
+        let first = !self.shared.reconnect.closed.swap(true, SeqCst);
+        let stops_reconnect =
+            first && self.shared.config.reconnect.enabled && self.state() != State::Closed;
+        if !self.shared.outbox.close_gate() && !stops_reconnect {
             return Err(Error::new(
                 WSC_ERR_NOT_CONNECTED,
                 "already closing or closed",
@@ -235,6 +241,24 @@ impl Client {
         self.shared
             .outbox
             .request(|c| c.close = Some((code, reason.to_owned())));
+        Ok(())
+    }
+
+    /// Replaces every value of a handshake header for the attempts that start from now on.
+    pub fn set_header(&self, name: &str, value: &str) -> Result<()> {
+        self.shared
+            .reconnect
+            .set_header(&self.shared.config, name, value)
+    }
+
+    /// Runs `hook` on the worker before every reconnect attempt. Only before `connect`.
+    pub fn set_reconnect_hook(&self, hook: crate::reconnect::Hook) -> Result<()> {
+        if self.state() != State::Idle {
+            return Err(Error::invalid_state(
+                "the reconnect callback must be set before wsc_client_connect",
+            ));
+        }
+        self.shared.reconnect.set_hook(hook);
         Ok(())
     }
 

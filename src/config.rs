@@ -28,10 +28,18 @@ pub struct Config {
     pub deflate: bool,
     /// The caller's permessage-deflate offers, most preferred first; empty: the default one.
     pub deflate_offers: Vec<Offer>,
+    /// Automatic reconnect (off by default).
+    pub reconnect: crate::reconnect::Policy,
     /// Client certificate, server name override, host name check (`tls_options.rs`).
     pub tls: crate::tls_options::TlsOptions,
     /// Redirects, cookies, bearer token, `Host` override (`http_extras.rs`).
     pub http: crate::http_extras::HttpOptions,
+    /// `wsc_config_set_proxy`: always use this proxy.
+    pub proxy: Option<crate::proxy::ProxyUrl>,
+    /// `wsc_config_set_proxy_from_env`: without `proxy`, read the environment at connect time.
+    pub proxy_from_env: bool,
+    /// `wsc_config_set_unix_socket`: connect to this socket instead of TCP.
+    pub unix_socket: Option<std::path::PathBuf>,
     /// Streaming: largest chunk of an incoming data message; 0: messages arrive whole.
     pub stream_chunk_size: usize,
     /// Streaming: largest incoming message (decompressed); 0: unlimited.
@@ -59,8 +67,12 @@ impl Default for Config {
             tls_verify: true,
             deflate: true,
             deflate_offers: Vec::new(),
+            reconnect: Default::default(),
             tls: Default::default(),
             http: Default::default(),
+            proxy: None,
+            proxy_from_env: false,
+            unix_socket: None,
             stream_chunk_size: 0,
             max_streamed_message_size: DEFAULT_MAX_STREAMED,
         }

@@ -8,6 +8,8 @@ use std::fmt;
 pub struct Error {
     pub status: wsc_status,
     pub message: String,
+    /// A refused upgrade: the server's HTTP status; else 0.
+    pub http_status: u16,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -17,6 +19,7 @@ impl Error {
         Error {
             status,
             message: message.into(),
+            http_status: 0,
         }
     }
     pub fn invalid_argument(message: impl Into<String>) -> Self {

@@ -18,18 +18,23 @@ pub enum EventKind {
     /// A ping arrived (already answered with a pong).
     Ping,
     Pong,
-    /// The connection is over; always the last event. `close_code` and `data` (reason).
+    /// The connection is over; `close_code` and `data` (reason). The last event, unless
+    /// `flags` has `CLOSE_RECONNECTING`: then `Reconnecting` follows.
     Close,
     /// A failure; `status` and `data` (message). A `Close` follows.
     Error,
     /// A message accepted by a send call that never reached the socket; `data` is its payload.
     SendFailed,
+    /// A reconnect attempt follows: `id` its number, `flags` the delay before it in ms.
+    Reconnecting,
 }
 
 /// Who ended the connection, carried by `Close` events in `flags`.
 pub(crate) const CLOSE_LOCAL: u32 = 1;
 pub(crate) const CLOSE_REMOTE: u32 = 2;
 pub(crate) const CLOSE_ABNORMAL: u32 = 4;
+/// This connection is over but another attempt follows.
+pub(crate) const CLOSE_RECONNECTING: u32 = 8;
 
 #[derive(Clone, Debug)]
 pub struct Event {
@@ -153,7 +158,7 @@ impl EventQueue {
         self.has_events.store(true, SeqCst);
         let mut added = 0;
         for ev in batch.drain(..) {
-            inner.finished |= ev.kind == EventKind::Close;
+            inner.finished |= ev.kind == EventKind::Close && ev.flags & CLOSE_RECONNECTING == 0;
             added += ev.data.len();
             inner.events.push_back(ev);
         }

@@ -5,6 +5,7 @@
 use crate::deflate;
 use crate::error::{Error, Result};
 use crate::http_extras::{is_redirect, RequestExtras, Response};
+use crate::log::{wsc_log, Level};
 use crate::*;
 use std::io::{self, Read, Write};
 use tungstenite::client::IntoClientRequest;
@@ -92,6 +93,11 @@ impl Handshake {
             req.headers_mut().insert("Host", value);
         }
         let (request, key) = generate_request(req).map_err(|e| bad(&e))?;
+        wsc_log!(
+            Level::Debug,
+            "handshake: request: {}",
+            crate::log::redact_head(&request)
+        );
         Ok(Handshake {
             answer: None,
             request,
@@ -201,6 +207,11 @@ impl Handshake {
                 ))
             }
         };
+        wsc_log!(
+            Level::Debug,
+            "handshake: response: {}",
+            crate::log::redact_head(&self.response[..head_len])
+        );
         let code = resp.code.unwrap_or(0);
         self.answer = Some(Response::new(code, resp.headers));
         if is_redirect(code) {
@@ -214,19 +225,25 @@ impl Handshake {
                     status: code,
                     location: l.to_owned(),
                 })),
-                _ => Err(Error::new(
-                    WSC_ERR_HANDSHAKE,
-                    format!("handshake: server answered HTTP {code} without a usable Location"),
-                )),
+                _ => Err(Error {
+                    http_status: code,
+                    ..Error::new(
+                        WSC_ERR_HANDSHAKE,
+                        format!("handshake: server answered HTTP {code} without a usable Location"),
+                    )
+                }),
             };
         }
         if code != 101 {
             // The reason phrase is the server's: quote at most 100 characters of it.
             let reason: String = resp.reason.unwrap_or("").chars().take(100).collect();
-            return Err(Error::new(
-                WSC_ERR_HANDSHAKE,
-                format!("handshake: server answered HTTP {code} {reason} instead of 101 Switching Protocols"),
-            ));
+            return Err(Error {
+                http_status: code,
+                ..Error::new(
+                    WSC_ERR_HANDSHAKE,
+                    format!("handshake: server answered HTTP {code} {reason} instead of 101 Switching Protocols"),
+                )
+            });
         }
         let header = |name: &str| -> Option<&str> {
             let mut found = resp
@@ -238,7 +255,12 @@ impl Handshake {
                 .and_then(|h| std::str::from_utf8(h.value).ok())
                 .map(str::trim)
         };
-        let refuse = |why: String| Err(Error::new(WSC_ERR_HANDSHAKE, format!("handshake: {why}")));
+        let refuse = |why: String| {
+            Err(Error {
+                http_status: 101,
+                ..Error::new(WSC_ERR_HANDSHAKE, format!("handshake: {why}"))
+            })
+        };
         if !header("Upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")) {
             return refuse("101 answer without `Upgrade: websocket`".into());
         }
@@ -263,8 +285,11 @@ impl Handshake {
             .filter(|h| h.name.eq_ignore_ascii_case("Sec-WebSocket-Extensions"))
             .map(|h| std::str::from_utf8(h.value).unwrap_or("\u{fffd}"))
             .collect();
-        let deflate = deflate::accept_response(&extensions, &self.offered_deflate)
-            .map_err(|why| Error::new(WSC_ERR_HANDSHAKE, format!("handshake: {why}")))?;
+        let deflate =
+            deflate::accept_response(&extensions, &self.offered_deflate).map_err(|why| Error {
+                http_status: 101,
+                ..Error::new(WSC_ERR_HANDSHAKE, format!("handshake: {why}"))
+            })?;
         Ok(Some(Outcome::Accepted(Accepted {
             subprotocol,
             deflate,

@@ -41,6 +41,9 @@ pub struct Control {
 }
 
 const GATE_CLOSED: usize = 1 << (usize::BITS - 1);
+/// Reconnect without keeping queued messages: refused while disconnected.
+const GATE_PAUSED: usize = 1 << (usize::BITS - 2);
+const GATE_SHUT: usize = GATE_CLOSED | GATE_PAUSED;
 
 pub struct Outbox {
     tx: Sender<Outgoing>,
@@ -90,8 +93,15 @@ impl Outbox {
     /// Queues a message, or with `piece` one piece of a message; returns its send id.
     pub fn push_piece(&self, msg: Message, piece: Option<Piece>) -> Result<u64> {
         let len = msg.len();
-        if self.gate.fetch_add(1, SeqCst) & GATE_CLOSED != 0 {
+        let gate = self.gate.fetch_add(1, SeqCst);
+        if gate & GATE_SHUT != 0 {
             self.gate.fetch_sub(1, SeqCst);
+            if gate & GATE_CLOSED == 0 {
+                return Err(Error::new(
+                    WSC_ERR_NOT_CONNECTED,
+                    "not connected: reconnecting (sends are refused until the next open)",
+                ));
+            }
             return Err(Error::new(
                 WSC_ERR_NOT_CONNECTED,
                 "not connected: the client is closing, closed, or was never connected",
@@ -131,11 +141,33 @@ impl Outbox {
     /// Closes the gate and waits out senders already past it, so that every message pushed
     /// so far is in the channel. Returns false if it was already closed.
     pub fn close_gate(&self) -> bool {
-        let prev = self.gate.fetch_or(GATE_CLOSED, SeqCst);
-        while self.gate.load(SeqCst) & !GATE_CLOSED != 0 {
+        self.shut(GATE_CLOSED)
+    }
+
+    /// Closes the gate with `bit` and waits out senders already past it; true if that bit
+    /// was clear.
+    fn shut(&self, bit: usize) -> bool {
+        let prev = self.gate.fetch_or(bit, SeqCst);
+        while self.gate.load(SeqCst) & !GATE_SHUT != 0 {
             std::hint::spin_loop();
         }
-        prev & GATE_CLOSED == 0
+        prev & bit == 0
+    }
+
+    /// Reconnect: refuses sends until `reopen`, waiting out senders past the gate.
+    pub fn pause_gate(&self) {
+        self.shut(GATE_PAUSED);
+    }
+
+    /// Reconnect: lifts a pause (at the next open).
+    pub fn resume(&self) {
+        self.gate.fetch_and(!GATE_PAUSED, SeqCst);
+    }
+
+    /// Reconnect: opens the gate the worker closed when the connection ended (a pause stays).
+    /// The worker closes it again if `wsc_client_close` raced with this.
+    pub fn reopen(&self) {
+        self.gate.fetch_and(!GATE_CLOSED, SeqCst);
     }
 
     /// A handle that wakes the worker from another thread (the DNS resolver).

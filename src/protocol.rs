@@ -5,6 +5,7 @@
 use crate::deflate::{Deflater, InflateError, Inflater, Params};
 use crate::error::Error;
 use crate::ffi::status::*;
+use crate::log::{self, Level};
 use crate::output::Output;
 use crate::stream::{Chunk, ChunkError, Chunker};
 use crate::transport::Stream;
@@ -154,6 +155,9 @@ impl<S: Read + io::Write> Session<S> {
                 }
                 Err(e) => return Err(protocol(e.to_string())),
             };
+            if log::enabled(Level::Trace) {
+                trace_frame("in", frame.header(), frame.payload().len());
+            }
             if let Some(msg) = self.on_frame(frame)? {
                 return Ok(Incoming::Message(msg));
             }
@@ -528,6 +532,9 @@ impl<S: Read + io::Write> Session<S> {
 
     /// Appends a frame header with a fresh masking key, and returns the key.
     fn header(&mut self, mut header: FrameHeader, len: usize) -> [u8; 4] {
+        if log::enabled(Level::Trace) {
+            trace_frame("out", &header, len);
+        }
         let key: [u8; 4] = rand::random();
         header.mask = Some(key);
         let tail = self.out.tail();
@@ -621,6 +628,28 @@ fn check_utf8(data: &[u8], checked: &mut usize, fin: bool) -> Result<(), ReadErr
         }
         Err(_) => Err(bad_utf8()),
     }
+}
+
+/// One TRACE line per frame: direction, opcode, flags, payload length (never the payload).
+#[cold]
+fn trace_frame(dir: &str, h: &FrameHeader, len: usize) {
+    let op = match h.opcode {
+        OpCode::Data(Data::Continue) => "continuation",
+        OpCode::Data(Data::Text) => "text",
+        OpCode::Data(Data::Binary) => "binary",
+        OpCode::Control(Control::Close) => "close",
+        OpCode::Control(Control::Ping) => "ping",
+        OpCode::Control(Control::Pong) => "pong",
+        _ => "reserved",
+    };
+    crate::log::emit(
+        Level::Trace,
+        format_args!(
+            "frame {dir}: {op} fin={} rsv1={} len={len}",
+            u8::from(h.is_final),
+            u8::from(h.rsv1)
+        ),
+    );
 }
 
 /// XORs `buf` with the masking key, a word at a time.

@@ -6,8 +6,10 @@ use crate::error::{Error, Result};
 use crate::events::lock;
 use crate::handshake::{Handshake, Outcome};
 use crate::http_extras::{self, Response};
+use crate::log::{wsc_log, Level};
 use crate::outbox::Outbox;
 use crate::protocol::Session;
+use crate::proxy;
 use crate::target::Target;
 use crate::*;
 use mio::net::TcpStream;
@@ -20,7 +22,58 @@ use std::time::Instant;
 pub const WAKER: Token = Token(0);
 pub const SOCKET: Token = Token(1);
 
-/// The socket under the WebSocket: plain TCP or TLS over it. Records whether any bytes
+/// The connected socket: TCP, or a unix domain socket (`wsc_config_set_unix_socket`).
+pub enum Sock {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(mio::net::UnixStream),
+}
+
+impl Sock {
+    pub fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s.shutdown(how),
+            #[cfg(unix)]
+            Sock::Unix(s) => s.shutdown(how),
+        }
+    }
+}
+
+impl Read for Sock {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => s.read(buf),
+            #[cfg(unix)]
+            Sock::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Sock {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => s.write(buf),
+            #[cfg(unix)]
+            Sock::Unix(s) => s.write(buf),
+        }
+    }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => s.write_vectored(bufs),
+            #[cfg(unix)]
+            Sock::Unix(s) => s.write_vectored(bufs),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s.flush(),
+            #[cfg(unix)]
+            Sock::Unix(s) => s.flush(),
+        }
+    }
+}
+
+/// The socket under the WebSocket: plain, or TLS over it. Records whether any bytes
 /// arrived, which the heartbeat counts as a sign of life.
 pub struct Stream {
     inner: Inner,
@@ -28,15 +81,16 @@ pub struct Stream {
 }
 
 enum Inner {
-    Plain(TcpStream),
-    Tls(Box<native_tls::TlsStream<TcpStream>>),
+    Plain(Sock),
+    Tls(Box<native_tls::TlsStream<Sock>>),
 }
 
 impl Stream {
-    pub fn tcp(&self) -> &TcpStream {
+    /// Shuts down the socket (TCP or unix) under the stream, TLS or not.
+    pub fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
         match &self.inner {
-            Inner::Plain(s) => s,
-            Inner::Tls(s) => s.get_ref(),
+            Inner::Plain(s) => s.shutdown(how),
+            Inner::Tls(s) => s.get_ref().shutdown(how),
         }
     }
 
@@ -44,11 +98,17 @@ impl Stream {
         matches!(self.inner, Inner::Tls(_))
     }
 
-    fn tcp_mut(&mut self) -> &mut TcpStream {
-        match &mut self.inner {
+    /// Takes the socket off the poller, before it is dropped for a new one.
+    fn deregister(&mut self, registry: &mio::Registry) {
+        let sock = match &mut self.inner {
             Inner::Plain(s) => s,
             Inner::Tls(s) => s.get_mut(),
-        }
+        };
+        let _ = match sock {
+            Sock::Tcp(s) => registry.deregister(s),
+            #[cfg(unix)]
+            Sock::Unix(s) => registry.deregister(s),
+        };
     }
 }
 
@@ -96,7 +156,7 @@ pub struct Io<'a> {
 
 impl Io<'_> {
     /// Waits for the next socket event, failing on the deadline or a close/free request.
-    fn wait(&mut self, what: &str) -> Result<()> {
+    pub(crate) fn wait(&mut self, what: &str) -> Result<()> {
         while !self.wait_any(what)? {}
         Ok(())
     }
@@ -149,7 +209,12 @@ pub fn open(io: &mut Io, target: &Target, config: &Config) -> Result<Opened> {
                     &location,
                     redirects,
                     config.http.max_redirects,
-                )?;
+                )
+                // A redirect not followed is a refusal with that status (reconnect stops).
+                .map_err(|e| Error {
+                    http_status: status,
+                    ..e
+                })?;
                 redirects += 1;
             }
             Err(mut e) if redirects > 0 => {
@@ -170,7 +235,7 @@ enum Hop {
 }
 
 fn open_hop(io: &mut Io, original: &Target, hop: &Target, config: &Config) -> Result<Hop> {
-    let tcp = connect_tcp(io, hop)?;
+    let sock = connect(io, hop, config)?;
     let stream = if hop.tls {
         // The server name override is for the URL's host, not for another one redirected to.
         let name = config
@@ -178,10 +243,10 @@ fn open_hop(io: &mut Io, original: &Target, hop: &Target, config: &Config) -> Re
             .server_name
             .as_deref()
             .filter(|_| http_extras::same_host(original, hop));
-        start_tls(io, hop, name, config, tcp)?
+        start_tls(io, hop, name, config, sock)?
     } else {
         Stream {
-            inner: Inner::Plain(tcp),
+            inner: Inner::Plain(sock),
             got_bytes: false,
         }
     };
@@ -194,20 +259,115 @@ fn open_hop(io: &mut Io, original: &Target, hop: &Target, config: &Config) -> Re
     outcome
 }
 
+/// The socket to speak WebSocket (or TLS) over: a unix socket when one is configured, else
+/// a tunnel through the configured (or environment's) proxy, else TCP to the server.
+fn connect(io: &mut Io, target: &Target, config: &Config) -> Result<Sock> {
+    if let Some(path) = &config.unix_socket {
+        return connect_unix(io, path);
+    }
+    let proxy = match &config.proxy {
+        Some(p) => Some(p.clone()),
+        None if config.proxy_from_env => proxy::from_env(
+            |name| std::env::var(name).ok(),
+            target.tls,
+            &target.host,
+            target.port,
+        )?,
+        None => None,
+    };
+    let Some(proxy) = proxy else {
+        return Ok(Sock::Tcp(connect_tcp(io, &target.host, target.port)?));
+    };
+    wsc_log!(
+        Level::Info,
+        "connecting to {} through proxy {}",
+        proxy::authority(&target.host, target.port),
+        proxy.redacted()
+    );
+    let tcp = connect_tcp(io, &proxy.host, proxy.port).map_err(|e| {
+        let status = match e.status {
+            WSC_ERR_CONNECT => WSC_ERR_PROXY,
+            other => other,
+        };
+        let msg = format!(
+            "cannot connect to proxy {}: {}",
+            proxy.redacted(),
+            e.message
+        );
+        Error::new(status, msg)
+    })?;
+    let mut sock = Sock::Tcp(tcp);
+    proxy::tunnel(io, &mut sock, &proxy, &target.host, target.port)?;
+    Ok(sock)
+}
+
+#[cfg(unix)]
+fn connect_unix(io: &mut Io, path: &std::path::Path) -> Result<Sock> {
+    let failed = |e: &dyn std::fmt::Display| {
+        Error::new(
+            WSC_ERR_CONNECT,
+            format!("cannot connect to unix socket {path:?}: {e}"),
+        )
+    };
+    // sockaddr_un holds a path of at most 107 bytes on Linux (103 on the BSDs).
+    let max =
+        std::mem::size_of::<libc::sockaddr_un>() - std::mem::size_of::<libc::sa_family_t>() - 1;
+    let len = path.as_os_str().len();
+    if len > max {
+        return Err(failed(&format!(
+            "the path is {len} bytes, too long for a socket address (at most {max})"
+        )));
+    }
+    let mut sock = mio::net::UnixStream::connect(path).map_err(|e| failed(&e))?;
+    io.poll
+        .registry()
+        .register(&mut sock, SOCKET, Interest::READABLE | Interest::WRITABLE)
+        .map_err(|e| Error::new(WSC_ERR_INTERNAL, format!("cannot register socket: {e}")))?;
+    loop {
+        if let Ok(Some(e)) | Err(e) = sock.take_error() {
+            let _ = io.poll.registry().deregister(&mut sock);
+            return Err(failed(&e));
+        }
+        match sock.peer_addr() {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
+            Err(e) => {
+                let _ = io.poll.registry().deregister(&mut sock);
+                return Err(failed(&e));
+            }
+        }
+        if let Err(e) = io.wait(&format!("connecting to unix socket {path:?}")) {
+            let _ = io.poll.registry().deregister(&mut sock);
+            return Err(e);
+        }
+    }
+    wsc_log!(Level::Debug, "connected to unix socket {path:?}");
+    Ok(Sock::Unix(sock))
+}
+
+#[cfg(not(unix))]
+fn connect_unix(_io: &mut Io, _path: &std::path::Path) -> Result<Sock> {
+    Err(Error::new(
+        WSC_ERR_CONNECT,
+        "unix domain sockets are not supported on this platform",
+    ))
+}
+
 /// Resolves the host without holding up the worker past the deadline or a close: the
 /// system resolver blocks, so it runs on a short-lived thread that wakes the worker when done.
-fn resolve(io: &mut Io, target: &Target) -> Result<Vec<SocketAddr>> {
-    if let Ok(ip) = target.host.parse::<std::net::IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, target.port)]);
+fn resolve(io: &mut Io, host: &str, port: u16) -> Result<Vec<SocketAddr>> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
     }
+    wsc_log!(Level::Debug, "resolving {host:?}");
     let (tx, rx) = crossbeam_channel::bounded(1);
-    let (host, port) = (target.host.clone(), target.port);
+    let name = host.to_owned();
     let waker = io.outbox.waker();
     std::thread::Builder::new()
         .name("wsclient-dns".into())
         .spawn(move || {
             let _ = tx.send(
-                (host.as_str(), port)
+                (name.as_str(), port)
                     .to_socket_addrs()
                     .map(Iterator::collect::<Vec<_>>),
             );
@@ -219,31 +379,32 @@ fn resolve(io: &mut Io, target: &Target) -> Result<Vec<SocketAddr>> {
     let addrs: Vec<SocketAddr> = loop {
         if let Ok(result) = rx.try_recv() {
             break result.map_err(|e| {
-                Error::new(
-                    WSC_ERR_CONNECT,
-                    format!("cannot resolve {:?}: {e}", target.host),
-                )
+                Error::new(WSC_ERR_CONNECT, format!("cannot resolve {host:?}: {e}"))
             })?;
         }
-        io.wait_any(&format!("resolving {:?}", target.host))?;
+        io.wait_any(&format!("resolving {host:?}"))?;
     };
     if addrs.is_empty() {
         return Err(Error::new(
             WSC_ERR_CONNECT,
-            format!("{:?} has no address", target.host),
+            format!("{host:?} has no address"),
         ));
     }
+    wsc_log!(Level::Debug, "{host:?} resolved to {addrs:?}");
     Ok(addrs)
 }
 
 /// Tries each resolved address in turn until one accepts.
-fn connect_tcp(io: &mut Io, target: &Target) -> Result<TcpStream> {
+fn connect_tcp(io: &mut Io, host: &str, port: u16) -> Result<TcpStream> {
     let mut last = None;
-    for addr in resolve(io, target)? {
+    for addr in resolve(io, host, port)? {
         io.check_cancelled()?;
         match connect_addr(io, addr) {
             Ok(s) => return Ok(s),
-            Err(e) if e.status == WSC_ERR_CONNECT => last = Some(e),
+            Err(e) if e.status == WSC_ERR_CONNECT => {
+                wsc_log!(Level::Debug, "{}", e.message);
+                last = Some(e)
+            }
             Err(e) => return Err(e),
         }
     }
@@ -278,6 +439,7 @@ fn connect_addr(io: &mut Io, addr: SocketAddr) -> Result<TcpStream> {
         }
     }
     let _ = sock.set_nodelay(true);
+    wsc_log!(Level::Debug, "TCP connected to {addr}");
     Ok(sock)
 }
 
@@ -332,7 +494,7 @@ fn start_tls(
     target: &Target,
     server_name: Option<&str>,
     config: &Config,
-    tcp: TcpStream,
+    sock: Sock,
 ) -> Result<Stream> {
     let name = server_name.unwrap_or(&target.host);
     let tls_err = |e: &dyn std::fmt::Display| {
@@ -342,14 +504,15 @@ fn start_tls(
         };
         Error::new(WSC_ERR_TLS, format!("TLS: {e} ({shown})"))
     };
-    let mut attempt = tls_connector(config)?.connect(name, tcp);
+    let mut attempt = tls_connector(config)?.connect(name, sock);
     loop {
         match attempt {
             Ok(s) => {
+                wsc_log!(Level::Debug, "TLS handshake with {} done", target.host);
                 return Ok(Stream {
                     inner: Inner::Tls(Box::new(s)),
                     got_bytes: false,
-                })
+                });
             }
             Err(native_tls::HandshakeError::Failure(e)) => return Err(tls_err(&e)),
             Err(native_tls::HandshakeError::WouldBlock(mid)) => {
@@ -407,7 +570,7 @@ fn upgrade(
                 })));
             }
             Some(Outcome::Redirect { status, location }) => {
-                let _ = io.poll.registry().deregister(stream.tcp_mut());
+                stream.deregister(io.poll.registry());
                 return Ok(Hop::Redirect { status, location });
             }
             None => io.wait("waiting for the handshake response")?,

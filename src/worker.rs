@@ -4,9 +4,11 @@
 use crate::config::Config;
 use crate::error::Error;
 use crate::events::{
-    lock, Event, EventKind, EventQueue, CLOSE_ABNORMAL, CLOSE_LOCAL, CLOSE_REMOTE,
+    lock, Event, EventKind, EventQueue, CLOSE_ABNORMAL, CLOSE_LOCAL, CLOSE_RECONNECTING,
+    CLOSE_REMOTE,
 };
 use crate::heartbeat::{Beat, Heartbeat};
+use crate::log::{wsc_log, Level};
 use crate::outbox::{Outbox, Outgoing};
 use crate::protocol::{Incoming, ReadError, Session, Unsent};
 use crate::target::Target;
@@ -40,6 +42,8 @@ pub struct Shared {
     pub state: AtomicU8,
     /// The client was freed: deliver nothing more and exit.
     pub stop: AtomicBool,
+    /// Automatic reconnect: what the caller changes between attempts.
+    pub reconnect: crate::reconnect::Live,
     /// The handshake's last answer, set once before OPEN (or the connect failure's ERROR).
     pub response: std::sync::OnceLock<crate::http_extras::Response>,
 }
@@ -101,6 +105,13 @@ impl End {
             reason: Bytes::new(),
             flags,
             status,
+        }
+    }
+    fn ending(&self) -> crate::reconnect::Ending {
+        crate::reconnect::Ending {
+            status: self.status,
+            close_code: self.code,
+            http_status: self.error.as_ref().map_or(0, |e| e.http_status),
         }
     }
 }
@@ -223,6 +234,9 @@ pub struct Worker {
     sink: Sink,
     batch: Vec<Event>,
     paused: bool,
+    /// Reconnect: a message in pieces was open on the connection that dropped; its remaining
+    /// pieces cannot continue it on another one and are handed back up to its last.
+    orphan_pieces: bool,
     poll: Poll,
     events: Events,
 }
@@ -237,6 +251,7 @@ pub fn spawn(
         sink,
         batch: Vec::new(),
         paused: false,
+        orphan_pieces: false,
         poll,
         events: Events::with_capacity(16),
     };
@@ -268,9 +283,72 @@ impl Worker {
         }
     }
 
+    /// One connection, or with a reconnect policy a series of attempts until one ends for good.
     fn run_connection(&mut self) {
         let shared = Arc::clone(&self.shared);
-        let config = &shared.config;
+        // Reconnect attempts since the last open.
+        let mut attempt = 0u32;
+        loop {
+            let Some((end, unsent, opened)) = self.attempt() else {
+                return;
+            };
+            attempt = if opened { 1 } else { attempt + 1 };
+            let by_caller = shared.reconnect.closed.load(SeqCst);
+            let policy = &shared.config.reconnect;
+            let Some(delay) = policy.next_delay(&end.ending(), by_caller, attempt) else {
+                return self.finish(end, unsent);
+            };
+            self.end_attempt(end, unsent, false);
+            let mut ev = Event::new(EventKind::Reconnecting, Bytes::new());
+            ev.id = attempt.into();
+            ev.flags = delay.as_millis().min(u32::MAX.into()) as u32;
+            self.emit(ev);
+            self.deliver();
+            match self.back_off(delay) {
+                Some(true) => {}
+                Some(false) => {
+                    let reason = Bytes::from_static(b"closed while reconnecting");
+                    let end = End::clean(1006, reason, CLOSE_LOCAL | CLOSE_ABNORMAL);
+                    return self.finish(end, Vec::new());
+                }
+                None => return,
+            }
+            shared.reconnect.run_hook(attempt);
+            if shared.stop.load(SeqCst) {
+                return; // freed by the hook
+            }
+        }
+    }
+
+    /// Waits out a reconnect delay on the poller, so that a close or free ends it at once.
+    /// Some(true): time for the next attempt; Some(false): the caller closed; None: freed.
+    fn back_off(&mut self, delay: Duration) -> Option<bool> {
+        let deadline = Instant::now() + delay;
+        loop {
+            if self.shared.stop.load(SeqCst) || lock(&self.shared.outbox.control).shutdown {
+                return None;
+            }
+            if self.shared.reconnect.closed.load(SeqCst) {
+                return Some(false);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Some(true);
+            }
+            if let Err(e) = self.poll.poll(&mut self.events, Some(deadline - now)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Some(true);
+                }
+            }
+        }
+    }
+
+    /// Connects and runs the connection. Returns how it ended, the messages in flight then,
+    /// and whether it had opened; None when the client was freed while open.
+    fn attempt(&mut self) -> Option<(End, Vec<Inflight>, bool)> {
+        let shared = Arc::clone(&self.shared);
+        let attempt_config = shared.reconnect.attempt_config(&shared.config);
+        let config = attempt_config.as_ref().unwrap_or(&shared.config);
         let opened = {
             let mut io = Io {
                 poll: &mut self.poll,
@@ -295,7 +373,7 @@ impl Worker {
                 } else {
                     End::failed(e, 1006, CLOSE_ABNORMAL)
                 };
-                return self.finish(end, Vec::new());
+                return Some((end, Vec::new(), false));
             }
         };
         let now = Instant::now();
@@ -304,6 +382,13 @@ impl Worker {
         let _ = shared
             .state
             .compare_exchange(STATE_CONNECTING, STATE_OPEN, SeqCst, SeqCst);
+        wsc_log!(
+            Level::Info,
+            "open: {} (subprotocol {:?})",
+            shared.target.url,
+            opened.subprotocol
+        );
+        shared.outbox.resume();
         self.emit(Event::new(EventKind::Open, Bytes::from(opened.subprotocol)));
         self.deliver();
         match self.drive(&mut conn, now) {
@@ -327,9 +412,13 @@ impl Worker {
                 }
                 // Reported in the order they were sent.
                 unsent.sort_by_key(|m| m.id);
-                self.finish(end, unsent);
+                self.orphan_pieces = conn.piece_open;
+                Some((end, unsent, true))
             }
-            None => self.leave_quietly(&mut conn),
+            None => {
+                self.leave_quietly(&mut conn);
+                None
+            }
         }
     }
 
@@ -417,7 +506,8 @@ impl Worker {
     /// Hands queued messages to the session (then a requested close frame, in order) and
     /// flushes once per batch.
     fn pump(&mut self, conn: &mut Conn) -> io::Result<()> {
-        let outbox = &self.shared.outbox;
+        let shared = Arc::clone(&self.shared);
+        let outbox = &shared.outbox;
         let mut released = 0;
         while conn.sendable() && !conn.write_blocked && conn.ws.pending_output() < WRITE_BATCH {
             let Some(out) = conn.next_outgoing(outbox) else {
@@ -433,6 +523,11 @@ impl Worker {
                 break;
             };
             released += out.len();
+            if let Some(p) = out.piece.filter(|p| self.orphan_pieces && !p.first) {
+                self.orphan_pieces = !p.last;
+                self.hand_back_orphan(out);
+                continue;
+            }
             let (id, kind) = (out.id, kind_of_out(&out));
             let payload = conn.write(out);
             let end = conn.ws.written() + conn.ws.pending_output() as u64;
@@ -566,6 +661,7 @@ impl Worker {
             // The server already said goodbye; its garbage changes nothing.
             ReadError::Fault(..) if conn.close_received.is_some() => Some(self.closing_end(conn)),
             ReadError::Fault(e, code) => {
+                wsc_log!(Level::Warn, "{}: {e}", self.shared.target.url);
                 self.emit(Event::error(&e));
                 self.shared.outbox.close_gate();
                 self.shared.state.store(STATE_CLOSING, SeqCst);
@@ -595,7 +691,7 @@ impl Worker {
         }
         if !conn.write_shut {
             conn.write_shut = true;
-            let _ = conn.ws.stream().tcp().shutdown(std::net::Shutdown::Write);
+            let _ = conn.ws.stream().shutdown(std::net::Shutdown::Write);
             let linger = now + LINGER.min(self.shared.config.close_timeout);
             conn.close_deadline = Some(conn.close_deadline.map_or(linger, |d| d.min(linger)));
         }
@@ -688,16 +784,34 @@ impl Worker {
             reason: "client freed".into(),
         }));
         let _ = conn.ws.flush();
-        let _ = conn.ws.stream().tcp().shutdown(std::net::Shutdown::Both);
+        let _ = conn.ws.stream().shutdown(std::net::Shutdown::Both);
         self.shared.state.store(STATE_CLOSED, SeqCst);
     }
 
     /// Reports the end: the error, every message that never reached the socket, then the one
     /// final `Close`.
     fn finish(&mut self, end: End, unsent: Vec<Inflight>) {
+        self.end_attempt(end, unsent, true);
+    }
+
+    /// Reports the end of one attempt: the error, the messages in flight, the queued ones if
+    /// this is the final end (or reconnect does not keep them), then its `Close`. Before
+    /// another attempt the `Close` is flagged and sends are accepted again (unless paused).
+    fn end_attempt(&mut self, end: End, unsent: Vec<Inflight>, last: bool) {
         let shared = Arc::clone(&self.shared);
-        shared.outbox.close_gate();
+        let drain_queue = last || !shared.config.reconnect.keep_queued;
+        if last {
+            shared.outbox.close_gate();
+        } else if drain_queue {
+            shared.outbox.pause_gate();
+        }
         if let Some(e) = &end.error {
+            let level = if e.status == WSC_ERR_INTERNAL {
+                Level::Error
+            } else {
+                Level::Warn
+            };
+            wsc_log!(level, "{}: {e}", shared.target.url);
             self.emit(Event::error(e));
         }
         let failed_status = if end.status == WSC_OK {
@@ -706,6 +820,9 @@ impl Worker {
             end.status
         };
         let queued = std::iter::from_fn(|| {
+            if !drain_queue {
+                return None;
+            }
             let out = shared.outbox.try_take()?;
             shared.outbox.release(out.len());
             let kind = kind_of_out(&out);
@@ -726,9 +843,45 @@ impl Worker {
             ev.flags = crate::ffi::event::event_type(kind) as u32;
             self.emit(ev);
         }
-        shared.state.store(STATE_CLOSED, SeqCst);
-        self.emit(Event::close(end.code, end.reason, end.status, end.flags));
+        let flags = if last {
+            end.flags
+        } else {
+            end.flags | CLOSE_RECONNECTING
+        };
+        wsc_log!(
+            Level::Info,
+            "closed: {} code {} reason {:?} flags {:#x}",
+            shared.target.url,
+            end.code,
+            String::from_utf8_lossy(&end.reason),
+            flags
+        );
+        if last {
+            shared.state.store(STATE_CLOSED, SeqCst);
+            self.emit(Event::close(end.code, end.reason, end.status, flags));
+        } else {
+            shared.state.store(STATE_CONNECTING, SeqCst);
+            self.emit(Event::close(end.code, end.reason, end.status, flags));
+            shared.outbox.reopen();
+            if shared.reconnect.closed.load(SeqCst) {
+                shared.outbox.close_gate();
+            }
+        }
         self.deliver();
+    }
+
+    /// Reconnect: a piece of a message begun on a connection that dropped.
+    fn hand_back_orphan(&mut self, out: Outgoing) {
+        let kind = kind_of_out(&out);
+        let data = match out.msg {
+            Message::Binary(b) => b,
+            _ => Bytes::new(),
+        };
+        let mut ev = Event::new(EventKind::SendFailed, data);
+        ev.status = WSC_ERR_NOT_CONNECTED;
+        ev.id = out.id;
+        ev.flags = crate::ffi::event::event_type(kind) as u32;
+        self.emit(ev);
     }
 
     fn emit(&mut self, ev: Event) {

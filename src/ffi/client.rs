@@ -33,7 +33,8 @@ pub type wsc_event_cb = Option<unsafe extern "C" fn(user_data: *mut c_void, ev: 
 pub type wsc_state = i32;
 /// Created; `wsc_client_connect` not called yet.
 pub const WSC_STATE_IDLE: wsc_state = 0;
-/// Connecting: DNS, TCP, TLS or the HTTP upgrade is under way.
+/// Connecting: DNS, TCP, TLS or the HTTP upgrade is under way; with reconnect, also from a
+/// drop until the next open (while waiting to reconnect).
 pub const WSC_STATE_CONNECTING: wsc_state = 1;
 /// Open: messages flow both ways.
 pub const WSC_STATE_OPEN: wsc_state = 2;
@@ -115,6 +116,69 @@ impl UserData {
     }
 }
 
+/// Runs before each automatic reconnect attempt (not before the first connect), on the
+/// client's worker thread, after the delay and just before connecting. `attempt` is the
+/// number that `WSC_EVENT_RECONNECTING` announced. Use it to refresh what the next handshake
+/// sends, e.g. `wsc_client_set_header(client, "Authorization", new_token)`.
+///
+/// While it runs this client does nothing else, so it must not block for long (fetching a
+/// token over the network is better done ahead of time on another thread). It may call any
+/// `wsc_client_*` function on `client`: `wsc_client_close` stops the reconnect (the attempt
+/// is abandoned and the final `WSC_EVENT_CLOSE` follows); `wsc_client_free` frees the client
+/// (it returns at once, no attempt is made and nothing more is delivered; `client` must not be
+/// touched afterwards). It must not unwind (throw) into the library.
+pub type wsc_reconnect_cb =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, client: *mut wsc_client, attempt: u32)>;
+
+/// Sets the callback that runs before each automatic reconnect attempt (see
+/// `wsc_reconnect_cb`). Must be called before `wsc_client_connect` (`WSC_ERR_INVALID_STATE`
+/// after); a second call replaces the first. `user_data` is passed back untouched; the
+/// library never frees it, and it must stay valid until `wsc_client_free` returns. Works in
+/// poll and callback mode; without `wsc_config_set_reconnect` it never runs.
+/// `WSC_ERR_INVALID_ARGUMENT` for a NULL `client` or `cb`.
+#[no_mangle]
+pub unsafe extern "C" fn wsc_client_set_reconnect_callback(
+    client: *mut wsc_client,
+    cb: wsc_reconnect_cb,
+    user_data: *mut c_void,
+) -> wsc_status {
+    boundary(|| {
+        let c = unsafe { object(client, "client") }?;
+        let cb = cb.ok_or_else(|| Error::invalid_argument("cb is NULL"))?;
+        let (user_data, handle) = (UserData(user_data), UserData(client.cast()));
+        c.inner.set_reconnect_hook(Box::new(move |attempt| {
+            // SAFETY: the caller registered a valid callback and vouches for user_data; the
+            // client outlives its worker, which runs this.
+            unsafe { cb(user_data.get(), handle.get().cast(), attempt) };
+        }))
+    })
+}
+
+/// Sets a handshake header for the connection attempts that start from now on, replacing
+/// every value the header had (from `wsc_config_add_header` or an earlier call), matched
+/// case-insensitively. Meant for automatic reconnect: call it from the reconnect callback
+/// (or any thread, any time) to send e.g. a fresh `Authorization` token with the next
+/// attempt; an attempt already connecting keeps the headers it started with. Before
+/// `wsc_client_connect` it changes the first handshake. Both strings are copied; values are
+/// never logged. Thread-safe.
+///
+/// Same rules as `wsc_config_add_header`: `WSC_ERR_INVALID_ARGUMENT` for NULL, a name that is
+/// not an HTTP token or that the handshake owns (`Host`, `Sec-WebSocket-*` ...), or a value
+/// with CR, LF or NUL; nothing changes then.
+#[no_mangle]
+pub unsafe extern "C" fn wsc_client_set_header(
+    client: *mut wsc_client,
+    name: *const c_char,
+    value: *const c_char,
+) -> wsc_status {
+    boundary(|| {
+        let c = unsafe { object(client, "client") }?;
+        let name = unsafe { string(name, "name") }?;
+        let value = unsafe { string(value, "value") }?;
+        c.inner.set_header(name, value)
+    })
+}
+
 /// Starts the worker thread, which connects in the background; returns at once. Then comes
 /// `WSC_EVENT_OPEN` (with the negotiated subprotocol), or `WSC_EVENT_ERROR` and
 /// `WSC_EVENT_CLOSE` if connecting fails. Callable once per client (`WSC_ERR_INVALID_STATE`
@@ -176,8 +240,9 @@ pub unsafe extern "C" fn wsc_client_send_ping(
 /// Thread-safe, also from inside a callback. Messages from one thread go out in the order
 /// sent. Fails without queueing anything with: `WSC_ERR_INVALID_UTF8` (text),
 /// `WSC_ERR_MESSAGE_TOO_LARGE` (over the max message size; pings over 125 bytes),
-/// `WSC_ERR_QUEUE_FULL` (send queue limit), `WSC_ERR_NOT_CONNECTED` (before connect, or once
-/// closing/closed), `WSC_ERR_INVALID_ARGUMENT`.
+/// `WSC_ERR_QUEUE_FULL` (send queue limit), `WSC_ERR_NOT_CONNECTED` (before connect, once
+/// closing/closed, or while reconnecting with `wsc_config_set_reconnect_keep_queued(cfg,
+/// false)`), `WSC_ERR_INVALID_ARGUMENT`.
 #[no_mangle]
 pub unsafe extern "C" fn wsc_client_send(
     client: *mut wsc_client,
@@ -278,6 +343,10 @@ pub unsafe extern "C" fn wsc_client_send_fragment(
 /// `code` must be 1000-1003, 1007-1014 or 3000-4999 (`WSC_ERR_INVALID_ARGUMENT` otherwise).
 /// Returns `WSC_ERR_NOT_CONNECTED` before connect and once closing or closed (so a second
 /// close is harmless). Closing while still connecting abandons the attempt. Thread-safe.
+///
+/// With automatic reconnect it also ends the reconnects: no attempt follows, and while
+/// waiting to reconnect (or connecting again) it ends the wait at once with the final
+/// `WSC_EVENT_CLOSE`; it returns `WSC_OK` then, even though no connection is open.
 #[no_mangle]
 pub unsafe extern "C" fn wsc_client_close(
     client: *mut wsc_client,

@@ -362,3 +362,153 @@ pub unsafe extern "C" fn wsc_config_add_deflate_offer(
         })
     }
 }
+
+/// Turns automatic reconnect on: when a connection ends by a failure or close that "retries"
+/// (table below), the client connects again after a delay, with the same URL and settings,
+/// until an attempt opens or `max_attempts` attempts in a row failed (0: unlimited). Off by
+/// default. `initial_delay_ms` must be at least 1 and at most `max_delay_ms`.
+///
+/// Delay before attempt n (n = 1 after a connection that had opened, counting up while
+/// attempts fail; an `WSC_EVENT_OPEN` starts counting again): full jitter, a uniformly random
+/// value in `[0, min(max_delay_ms, initial_delay_ms * 2^(n-1))]` ms. The wait is abandoned at
+/// once by `wsc_client_close` (then the final `WSC_EVENT_CLOSE` comes, code 1006,
+/// `WSC_CLOSE_LOCAL | WSC_CLOSE_ABNORMAL`, reason "closed while reconnecting") or
+/// `wsc_client_free`.
+///
+/// Events: every attempt that opened ends with its own `WSC_EVENT_CLOSE`, and so does every
+/// attempt that failed to open (after its `WSC_EVENT_ERROR`). When another attempt follows,
+/// that close has the flag `WSC_CLOSE_RECONNECTING` and is followed by
+/// `WSC_EVENT_RECONNECTING` (`id` = attempt number, `flags` = delay in ms), then by
+/// `WSC_EVENT_OPEN` once an attempt succeeds. The final `WSC_EVENT_CLOSE` has no
+/// `WSC_CLOSE_RECONNECTING` flag and is the last event, as without reconnect. It carries the
+/// last attempt's code, reason and status (e.g. `WSC_ERR_CONNECT` when the attempts ran out).
+/// `wsc_client_state` is `WSC_STATE_CONNECTING` from the drop until the next open.
+///
+/// What retries and what stops (defaults; change them with `wsc_config_set_reconnect_rule`):
+///
+/// | how the attempt ended                                   | default |
+/// |---------------------------------------------------------|---------|
+/// | `wsc_client_close` (any time, also during the delay)    | stop, always |
+/// | close code 1000 normal, 1005 no code                    | stop    |
+/// | close code 1002, 1003, 1007, 1008 (policy), 1009, 1010  | stop    |
+/// | close code 1001, 1011, 1012, 1013, 1014                 | retry   |
+/// | close code 3000-4999 (registered / application)         | stop    |
+/// | no close frame: `WSC_ERR_IO`, `WSC_ERR_TIMEOUT` (connect, pong or close timeout) | retry |
+/// | `WSC_ERR_CONNECT` (DNS, refused, unreachable)           | retry   |
+/// | handshake refused with HTTP 408, 429 or 5xx             | retry   |
+/// | handshake refused with any other HTTP status (401, 403, 404, 3xx ...) | stop |
+/// | server hung up before answering the upgrade (`WSC_ERR_HANDSHAKE`, no HTTP status) | retry |
+/// | a 101 answer that breaks RFC 6455 (`WSC_ERR_HANDSHAKE`)  | stop    |
+/// | `WSC_ERR_TLS` (certificate, hostname, TLS handshake)    | stop    |
+/// | `WSC_ERR_PROTOCOL`, `WSC_ERR_INTERNAL`, anything else    | stop    |
+///
+/// A close code is the one the server sent, or the one the client sent on a server fault
+/// (1002, 1007, 1009). Rules are checked in this order: close code (when a close frame was
+/// exchanged), HTTP status (when the upgrade was refused), status.
+///
+/// Messages: the send queue survives attempts. Messages already handed to a connection that
+/// drops before writing them in full are reported as `WSC_EVENT_SEND_FAILED` at the drop
+/// (at most once: never resent). Messages written in full to a connection that then drops
+/// may or may not have reached the server (WebSocket has no acknowledgement); they are not
+/// reported. Queued messages are kept and sent after the reconnect, or handed back, see
+/// `wsc_config_set_reconnect_keep_queued`. At the final end every message still queued is
+/// reported as `WSC_EVENT_SEND_FAILED`, as without reconnect.
+///
+/// Messages in pieces (`wsc_client_send_fragment`): a message whose first piece went out on a
+/// connection that dropped cannot be continued on the next one, so its remaining pieces, up
+/// to and including the final one, come back as `WSC_EVENT_SEND_FAILED` (status
+/// `WSC_ERR_NOT_CONNECTED`) as the new connection reaches them; send it again from the start.
+/// Whole messages the worker held back behind it at the drop are handed back too.
+///
+/// `WSC_ERR_INVALID_ARGUMENT` for a NULL `cfg`, `initial_delay_ms` 0 or `initial_delay_ms >
+/// max_delay_ms`.
+#[no_mangle]
+pub unsafe extern "C" fn wsc_config_set_reconnect(
+    cfg: *mut wsc_config,
+    max_attempts: u32,
+    initial_delay_ms: u32,
+    max_delay_ms: u32,
+) -> wsc_status {
+    unsafe {
+        with(cfg, |c| {
+            let initial = millis(initial_delay_ms, "initial reconnect delay", false)?;
+            if initial_delay_ms > max_delay_ms {
+                return Err(Error::invalid_argument(format!(
+                    "initial reconnect delay {initial_delay_ms} ms exceeds the maximum delay {max_delay_ms} ms"
+                )));
+            }
+            let p = &mut c.reconnect;
+            p.enabled = true;
+            p.max_attempts = max_attempts;
+            p.initial_delay = initial;
+            p.max_delay = millis(max_delay_ms, "max reconnect delay", false)?;
+            Ok(())
+        })
+    }
+}
+
+/// What automatic reconnect does with messages queued while disconnected.
+///
+/// `true` (the default): they stay queued and are sent, in order, after the next
+/// `WSC_EVENT_OPEN`; sends while disconnected are accepted (bounded by the send queue limit).
+///
+/// `false`: at each drop every queued message is handed back as `WSC_EVENT_SEND_FAILED` (with
+/// its `id`, status `WSC_ERR_NOT_CONNECTED` or the drop's status), before the attempt's
+/// `WSC_EVENT_CLOSE`; from then until the next `WSC_EVENT_OPEN`, sends fail at once with
+/// `WSC_ERR_NOT_CONNECTED`. (The first connect still queues messages sent before it opens.)
+///
+/// Only matters with `wsc_config_set_reconnect`. `WSC_ERR_INVALID_ARGUMENT` for a NULL `cfg`.
+#[no_mangle]
+pub unsafe extern "C" fn wsc_config_set_reconnect_keep_queued(
+    cfg: *mut wsc_config,
+    keep: bool,
+) -> wsc_status {
+    unsafe {
+        with(cfg, |c| {
+            c.reconnect.keep_queued = keep;
+            Ok(())
+        })
+    }
+}
+
+/// What a reconnect rule matches (`wsc_config_set_reconnect_rule`).
+pub type wsc_reconnect_rule = i32;
+/// A close code (1000-4999) received from the server or sent on a server fault.
+pub const WSC_RECONNECT_CLOSE_CODE: wsc_reconnect_rule = 1;
+/// The HTTP status (100-599, not 101) of a refused upgrade.
+pub const WSC_RECONNECT_HTTP_STATUS: wsc_reconnect_rule = 2;
+/// A failure status (`WSC_ERR_*`) of an attempt that ended without a close frame.
+pub const WSC_RECONNECT_STATUS: wsc_reconnect_rule = 3;
+
+/// Overrides one row of the reconnect table (see `wsc_config_set_reconnect`): an attempt
+/// that ends with `value` of kind `kind` retries (`retry` true) or stops the reconnects.
+/// Setting the same `kind`/`value` again replaces the rule. Examples: stop on 1012
+/// (`WSC_RECONNECT_CLOSE_CODE, 1012, false`), retry a 401 after refreshing the token in the
+/// reconnect callback (`WSC_RECONNECT_HTTP_STATUS, 401, true`), retry TLS failures
+/// (`WSC_RECONNECT_STATUS, WSC_ERR_TLS, true`). `wsc_client_close` always stops.
+///
+/// `WSC_ERR_INVALID_ARGUMENT` for a NULL `cfg`, an unknown `kind` or a `value` out of its range.
+#[no_mangle]
+pub unsafe extern "C" fn wsc_config_set_reconnect_rule(
+    cfg: *mut wsc_config,
+    kind: wsc_reconnect_rule,
+    value: i32,
+    retry: bool,
+) -> wsc_status {
+    use crate::reconnect::RuleKind;
+    unsafe {
+        with(cfg, |c| {
+            let kind = match kind {
+                WSC_RECONNECT_CLOSE_CODE => RuleKind::CloseCode,
+                WSC_RECONNECT_HTTP_STATUS => RuleKind::HttpStatus,
+                WSC_RECONNECT_STATUS => RuleKind::Status,
+                other => {
+                    return Err(Error::invalid_argument(format!(
+                        "kind {other} is not a WSC_RECONNECT_* rule kind"
+                    )))
+                }
+            };
+            c.reconnect.set_rule(kind, value.into(), retry)
+        })
+    }
+}

@@ -21,11 +21,14 @@ pub const WSC_EVENT_BINARY: wsc_event_type = 3;
 pub const WSC_EVENT_PING: wsc_event_type = 4;
 /// A pong from the server. `data`/`len`: its payload.
 pub const WSC_EVENT_PONG: wsc_event_type = 5;
-/// The connection is over; always the last event, exactly one per connection.
-/// `close_code`: the server's code; or the code the client sent when it closed because of a
+/// The connection is over; exactly one per connection (per attempt with reconnect). The
+/// last event, unless `flags` has `WSC_CLOSE_RECONNECTING`: then this attempt is over and
+/// `WSC_EVENT_RECONNECTING` follows; the last event is the first `WSC_EVENT_CLOSE` without
+/// that flag. `close_code`: the server's code; or the code the client sent when it closed because of a
 /// server fault; or 1006 when the connection dropped without a close frame (1005: the server's
 /// close frame had no code). `data`/`len`: the reason. `status`: `WSC_OK` for a clean close,
-/// else why it was not clean. `flags`: `WSC_CLOSE_LOCAL`, `WSC_CLOSE_REMOTE`, `WSC_CLOSE_ABNORMAL`.
+/// else why it was not clean. `flags`: `WSC_CLOSE_LOCAL`, `WSC_CLOSE_REMOTE`, `WSC_CLOSE_ABNORMAL`,
+/// `WSC_CLOSE_RECONNECTING`.
 pub const WSC_EVENT_CLOSE: wsc_event_type = 6;
 /// A failure: `status` says which, `data`/`len` a human-readable message. A `WSC_EVENT_CLOSE`
 /// follows.
@@ -36,6 +39,12 @@ pub const WSC_EVENT_ERROR: wsc_event_type = 7;
 /// `WSC_EVENT_PING`); `id`: its send id; `status`: why. Comes before the final
 /// `WSC_EVENT_CLOSE`.
 pub const WSC_EVENT_SEND_FAILED: wsc_event_type = 8;
+/// Automatic reconnect (see `wsc_config_set_reconnect`): another attempt follows a
+/// `WSC_EVENT_CLOSE` flagged `WSC_CLOSE_RECONNECTING`. `id`: the attempt's number (1 for the
+/// first attempt after a connection that had opened, counting up while attempts fail);
+/// `flags`: the delay in milliseconds before it starts. Then comes `WSC_EVENT_OPEN` when the
+/// attempt succeeds, or `WSC_EVENT_ERROR` and `WSC_EVENT_CLOSE` when it fails.
+pub const WSC_EVENT_RECONNECTING: wsc_event_type = 9;
 
 /// `flags` of a `WSC_EVENT_CLOSE`: the client started the close (`wsc_client_close`, or a
 /// server fault it answered with a close frame).
@@ -45,6 +54,9 @@ pub const WSC_CLOSE_REMOTE: u32 = 2;
 /// `flags` of a `WSC_EVENT_CLOSE`: no close handshake completed (connection lost, timed out,
 /// or never opened).
 pub const WSC_CLOSE_ABNORMAL: u32 = 4;
+/// `flags` of a `WSC_EVENT_CLOSE`: this attempt is over, the client reconnects
+/// (`WSC_EVENT_RECONNECTING` follows); not the last event.
+pub const WSC_CLOSE_RECONNECTING: u32 = 8;
 
 /// `flags` of a `WSC_EVENT_TEXT`/`WSC_EVENT_BINARY` in streaming mode (see
 /// `wsc_config_set_stream_chunk_size`): more chunks of this message follow.
@@ -67,13 +79,15 @@ pub struct wsc_event {
     /// `WSC_EVENT_CLOSE`: the close code; else 0.
     pub close_code: u16,
     /// `WSC_EVENT_CLOSE`: `WSC_CLOSE_*` bits; `WSC_EVENT_SEND_FAILED`: the message type;
-    /// `WSC_EVENT_TEXT`/`WSC_EVENT_BINARY`: `WSC_MESSAGE_*` bits (streaming mode only); else 0.
+    /// `WSC_EVENT_TEXT`/`WSC_EVENT_BINARY`: `WSC_MESSAGE_*` bits (streaming mode only);
+    /// `WSC_EVENT_RECONNECTING`: the delay in ms; else 0.
     pub flags: u32,
     /// The payload, reason, message or subprotocol (see the event types). Not NUL-terminated.
     pub data: *const u8,
     /// Length of `data` in bytes.
     pub len: usize,
-    /// `WSC_EVENT_SEND_FAILED`: the send id that `wsc_client_send` returned; else 0.
+    /// `WSC_EVENT_SEND_FAILED`: the send id that `wsc_client_send` returned;
+    /// `WSC_EVENT_RECONNECTING`: the attempt number; else 0.
     pub id: u64,
     /// Zero. Room for fields later versions add without changing the struct's size, since
     /// callers allocate the `wsc_event` that `wsc_client_poll` fills.
@@ -93,6 +107,7 @@ pub(crate) fn event_type(kind: EventKind) -> wsc_event_type {
         EventKind::Close => WSC_EVENT_CLOSE,
         EventKind::Error => WSC_EVENT_ERROR,
         EventKind::SendFailed => WSC_EVENT_SEND_FAILED,
+        EventKind::Reconnecting => WSC_EVENT_RECONNECTING,
     }
 }
 
@@ -123,6 +138,10 @@ mod tests {
         assert_eq!(super::WSC_CLOSE_LOCAL, crate::events::CLOSE_LOCAL);
         assert_eq!(super::WSC_CLOSE_REMOTE, crate::events::CLOSE_REMOTE);
         assert_eq!(super::WSC_CLOSE_ABNORMAL, crate::events::CLOSE_ABNORMAL);
+        assert_eq!(
+            super::WSC_CLOSE_RECONNECTING,
+            crate::events::CLOSE_RECONNECTING
+        );
     }
 
     #[test]

@@ -9,6 +9,8 @@ pub mod client;
 pub mod config;
 pub mod event;
 pub mod handshake_extras;
+pub mod log;
+pub mod route;
 pub mod status;
 pub mod tls_options;
 

@@ -39,9 +39,15 @@ pub const WSC_ERR_INTERNAL: wsc_status = 13;
 /// The call is not allowed in the client's current state or mode (e.g. `wsc_client_connect`
 /// twice, `wsc_client_set_callback` after connect, `wsc_client_poll` in callback mode).
 pub const WSC_ERR_INVALID_STATE: wsc_status = 14;
+/// The proxy failed: it cannot be reached (`"cannot connect to proxy ..."`), it refused the
+/// tunnel or the credentials (the message gives the HTTP status or the SOCKS5 reply code and
+/// its meaning, e.g. `"SOCKS5 proxy could not connect to the server: reply 5 (connection
+/// refused)"`), it answered something that is not HTTP/SOCKS5, or a proxy environment
+/// variable holds an invalid URL. Messages never contain the proxy's credentials.
+pub const WSC_ERR_PROXY: wsc_status = 15;
 /// What was asked for does not exist, e.g. a response header the server did not send
-/// (`wsc_client_response_header`). (Value 20: 15-19 are left to other additions.)
-pub const WSC_ERR_NOT_FOUND: wsc_status = 20;
+/// (`wsc_client_response_header`).
+pub const WSC_ERR_NOT_FOUND: wsc_status = 16;
 
 /// Returns a static, NUL-terminated name for `status`, e.g. `"WSC_ERR_TLS"`.
 /// Unknown values give `"WSC_ERR_UNKNOWN"`. Never returns NULL. Thread-safe.
@@ -67,6 +73,7 @@ pub(crate) fn status_name(status: wsc_status) -> &'static str {
         WSC_ERR_IO => "WSC_ERR_IO\0",
         WSC_ERR_INTERNAL => "WSC_ERR_INTERNAL\0",
         WSC_ERR_INVALID_STATE => "WSC_ERR_INVALID_STATE\0",
+        WSC_ERR_PROXY => "WSC_ERR_PROXY\0",
         WSC_ERR_NOT_FOUND => "WSC_ERR_NOT_FOUND\0",
         _ => "WSC_ERR_UNKNOWN\0",
     }
@@ -128,7 +135,7 @@ mod tests {
 
     #[test]
     fn every_code_has_a_name() {
-        for code in 0..=super::WSC_ERR_INVALID_STATE {
+        for code in 0..=super::WSC_ERR_NOT_FOUND {
             assert_ne!(super::status_name(code), "WSC_ERR_UNKNOWN\0", "code {code}");
         }
     }

@@ -78,14 +78,15 @@ TEST(status_str_names_every_code) {
         "WSC_ERR_TIMEOUT", "WSC_ERR_TLS", "WSC_ERR_HANDSHAKE", "WSC_ERR_PROTOCOL",
         "WSC_ERR_MESSAGE_TOO_LARGE", "WSC_ERR_INVALID_UTF8", "WSC_ERR_NOT_CONNECTED",
         "WSC_ERR_QUEUE_FULL", "WSC_ERR_IO", "WSC_ERR_INTERNAL", "WSC_ERR_INVALID_STATE",
+        "WSC_ERR_PROXY", "WSC_ERR_NOT_FOUND",
     };
-    CHECK_EQ(sizeof names / sizeof names[0], WSC_ERR_INVALID_STATE + 1);
-    for (int i = 0; i <= WSC_ERR_INVALID_STATE; i++) {
+    CHECK_EQ(sizeof names / sizeof names[0], WSC_ERR_NOT_FOUND + 1);
+    for (int i = 0; i <= WSC_ERR_NOT_FOUND; i++) {
         const char *s = wsc_status_str(i);
         CHECK(s != NULL);
         CHECK_STR_EQ(s, names[i]);
     }
-    const int unknown[] = {-1, 15, 99, 1000, -2147483647 - 1, 2147483647};
+    const int unknown[] = {-1, 99, 1000, -2147483647 - 1, 2147483647};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         const char *s = wsc_status_str(unknown[i]);
         CHECK(s != NULL);
@@ -413,4 +414,27 @@ TEST(free_unconnected_clients) {
         wsc_config_free(cfg);
         wsc_client_free(c);
     }
+}
+
+TEST(proxy_unix_and_log_setters_validate) {
+    wsc_config *cfg = wsc_config_new();
+    CHECK(cfg != NULL);
+    CHECK_STATUS(wsc_config_set_proxy(cfg, "ftp://proxy.test:21"), WSC_ERR_INVALID_URL);
+    CHECK_STATUS(wsc_config_set_proxy(cfg, "http://:8080"), WSC_ERR_INVALID_URL);
+    CHECK_STATUS(wsc_config_set_proxy(cfg, "socks5://h:99999"), WSC_ERR_INVALID_URL);
+    CHECK_STATUS(wsc_config_set_proxy(cfg, NULL), WSC_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(wsc_config_set_proxy(NULL, "http://h:1"), WSC_ERR_INVALID_ARGUMENT);
+    CHECK_OK(wsc_config_set_proxy(cfg, "socks5h://u:p%40ss@127.0.0.1:1080"));
+    CHECK_OK(wsc_config_set_proxy(cfg, ""));
+    CHECK_OK(wsc_config_set_proxy_from_env(cfg, true));
+    CHECK_STATUS(wsc_config_set_proxy_from_env(NULL, true), WSC_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(wsc_config_set_unix_socket(cfg, NULL), WSC_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(wsc_config_set_unix_socket(NULL, "/tmp/x.sock"), WSC_ERR_INVALID_ARGUMENT);
+    CHECK_OK(wsc_config_set_unix_socket(cfg, "/tmp/x.sock"));
+    CHECK_OK(wsc_config_set_unix_socket(cfg, ""));
+    CHECK_STATUS(wsc_set_log_callback(6, NULL, NULL), WSC_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(wsc_set_log_callback(-1, NULL, NULL), WSC_ERR_INVALID_ARGUMENT);
+    CHECK_OK(wsc_set_log_callback(WSC_LOG_TRACE, NULL, NULL)); /* NULL cb: off */
+    CHECK_OK(wsc_set_log_callback(WSC_LOG_OFF, NULL, NULL));
+    wsc_config_free(cfg);
 }

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #endif
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -742,4 +743,47 @@ TEST(free_with_unpolled_events) {
     wsc_event ev;
     poll_expect(c, WSC_EVENT_BINARY, &ev, T(10000)); /* and one taken whose data free releases */
     wsc_client_free(c);
+}
+
+typedef struct {
+    pthread_mutex_t mu;
+    int lines, request, frames, secret, bad_len;
+} log_sink;
+
+static void log_cb(void *user_data, wsc_log_level level, const char *msg, size_t len) {
+    log_sink *s = user_data;
+    pthread_mutex_lock(&s->mu);
+    s->lines++;
+    if (strlen(msg) != len || level < WSC_LOG_ERROR || level > WSC_LOG_TRACE) s->bad_len = 1;
+    if (strstr(msg, "handshake: request")) s->request = 1;
+    if (strncmp(msg, "frame ", 6) == 0) s->frames++;
+    if (strstr(msg, "tok-SECRET")) s->secret = 1;
+    pthread_mutex_unlock(&s->mu);
+}
+
+TEST(log_callback_sees_the_handshake_and_frames_not_secrets) {
+    static log_sink s = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, 0};
+    CHECK_OK(wsc_set_log_callback(WSC_LOG_TRACE, log_cb, &s));
+    wsc_config *cfg = wsc_config_new();
+    CHECK_OK(wsc_config_add_header(cfg, "Authorization", "Bearer tok-SECRET"));
+    wsc_client *c = open_poll("/", cfg, NULL);
+    wsc_config_free(cfg);
+    echo_one(c, WSC_EVENT_TEXT, "logged", 6);
+    CHECK_OK(wsc_client_close(c, 1000, NULL));
+    test_event close_ev;
+    drain_to_close(c, &close_ev, 0, T(10000));
+    event_clear(&close_ev);
+    wsc_client_free(c);
+    CHECK_OK(wsc_set_log_callback(WSC_LOG_OFF, NULL, NULL));
+    pthread_mutex_lock(&s.mu);
+    int lines = s.lines;
+    CHECK(s.request);
+    CHECK_GE(s.frames, 4); /* text and close, each way */
+    CHECK(!s.secret);
+    CHECK(!s.bad_len);
+    pthread_mutex_unlock(&s.mu);
+    /* Off: no more calls. */
+    c = open_poll("/", NULL, NULL);
+    wsc_client_free(c);
+    CHECK_EQ(s.lines, lines);
 }

@@ -1241,3 +1241,217 @@ pub fn fd_readable(fd: i32, ms: i32) -> bool {
     assert!(n >= 0, "poll failed: {}", io::Error::last_os_error());
     n == 1 && p.revents & libc::POLLIN != 0
 }
+
+// ------------------------------------------------------------------------------------------
+// Real proxies (tinyproxy, microsocks) and an origin server that records its peers
+// ------------------------------------------------------------------------------------------
+
+/// The path of a program the tests need, or None (the test then skips) when it is missing
+/// outside CI. In CI (`CI=true`) a missing program fails the test.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{name} is not installed (CI installs it from .ci/run)");
+        }
+        eprintln!("SKIPPED: {name} is not installed");
+    }
+    found
+}
+
+/// A proxy program running on 127.0.0.1; killed when dropped.
+pub struct ProxyProc {
+    child: std::process::Child,
+    pub port: u16,
+    /// Where its output goes.
+    pub log: PathBuf,
+}
+
+impl ProxyProc {
+    /// Starts `make(port)` on a free port and waits until it accepts connections (retrying
+    /// on another port if the chosen one was taken meanwhile).
+    fn start(name: &str, make: impl Fn(u16) -> std::process::Command) -> ProxyProc {
+        for _ in 0..5 {
+            let port = refused_port();
+            let log = temp_path(&format!("{name}.log"));
+            let out = std::fs::File::create(&log).unwrap();
+            let mut cmd = make(port);
+            cmd.stdin(std::process::Stdio::null())
+                .stdout(out.try_clone().unwrap())
+                .stderr(out);
+            let child = cmd
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+            let mut p = ProxyProc { child, port, log };
+            if p.wait_listening() {
+                return p;
+            }
+        }
+        panic!("{name} did not start listening");
+    }
+
+    /// Polls the port until it accepts; false if the program exited first.
+    fn wait_listening(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            let addr = ([127, 0, 0, 1], self.port).into();
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("proxy on port {} did not listen within 20 s", self.port);
+    }
+
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `scheme://[user:pass@]127.0.0.1:port`
+    pub fn url(&self, scheme: &str, creds: Option<&str>) -> String {
+        let creds = creds.map(|c| format!("{c}@")).unwrap_or_default();
+        format!("{scheme}://{creds}127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for ProxyProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// tinyproxy in the foreground; CONNECT to any port allowed; outgoing connections from
+/// `bind` (e.g. 127.0.0.2, so the origin can tell proxied connections apart).
+pub fn tinyproxy(auth: Option<(&str, &str)>, bind: &str) -> Option<ProxyProc> {
+    let exe = tool("tinyproxy")?;
+    let auth = auth
+        .map(|(u, p)| format!("BasicAuth {u} {p}\n"))
+        .unwrap_or_default();
+    Some(ProxyProc::start("tinyproxy", |port| {
+        let conf = temp_path("tinyproxy.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "Port {port}\nListen 127.0.0.1\nAllow 127.0.0.1\nBind {bind}\nTimeout 60\n\
+                 MaxClients 100\nLogLevel Connect\n{auth}"
+            ),
+        )
+        .unwrap();
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg("-d").arg("-c").arg(&conf);
+        cmd
+    }))
+}
+
+/// microsocks (SOCKS5), with username/password auth when `auth` is given; outgoing
+/// connections from `bind`.
+pub fn microsocks(auth: Option<(&str, &str)>, bind: &str) -> Option<ProxyProc> {
+    let exe = tool("microsocks")?;
+    Some(ProxyProc::start("microsocks", |port| {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(["-i", "127.0.0.1", "-p", &port.to_string(), "-b", bind]);
+        if let Some((u, p)) = auth {
+            cmd.args(["-u", u, "-P", p]);
+        }
+        cmd
+    }))
+}
+
+/// A WebSocket echo server on 127.0.0.1 that records the address of every peer: connections
+/// through a proxy bound to 127.0.0.2 come from there, direct ones from 127.0.0.1.
+pub struct Origin {
+    pub port: u16,
+    pub tls: bool,
+    peers: Arc<Mutex<Vec<std::net::IpAddr>>>,
+    _acceptor: Acceptor,
+}
+
+impl Origin {
+    pub fn start(tls: bool) -> Origin {
+        let peers = Arc::new(Mutex::new(Vec::new()));
+        let peers2 = Arc::clone(&peers);
+        let acceptor = tls.then(|| localhost_tls().acceptor());
+        let acc = Acceptor::start(move |tcp| {
+            if let Ok(peer) = tcp.peer_addr() {
+                peers2.lock().unwrap().push(peer.ip());
+            }
+            let _ = tcp.set_read_timeout(Some(Duration::from_secs(30)));
+            let stream: Box<dyn Stream> = match &acceptor {
+                Some(a) => match a.accept(tcp) {
+                    Ok(s) => Box::new(s),
+                    Err(_) => return,
+                },
+                None => Box::new(tcp),
+            };
+            if let Ok(ws) = tungstenite::accept(stream) {
+                echo_loop(ws, &ServerLog::default());
+            }
+        });
+        Origin {
+            port: acc.port,
+            tls,
+            peers,
+            _acceptor: acc,
+        }
+    }
+
+    /// The URL with `host` (e.g. "localhost", which the TLS certificate covers).
+    pub fn url(&self, host: &str) -> String {
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{host}:{}/", self.port)
+    }
+
+    pub fn peers(&self) -> Vec<std::net::IpAddr> {
+        self.peers.lock().unwrap().clone()
+    }
+}
+
+/// Opens a client, echoes one message through it and closes cleanly.
+#[track_caller]
+pub fn echo_once(url: &str, cfg: &Cfg) {
+    let (c, _) = TestClient::open(url, Some(cfg), false);
+    assert_ok(c.send_text("through"), "send_text");
+    let ev = c.must_next(WAIT);
+    assert_eq!(
+        (ev.ty, ev.text().as_str()),
+        (WSC_EVENT_TEXT, "through"),
+        "{ev:?}"
+    );
+    assert_ok(c.close(1000, None), "close");
+    let events = c.until_close(WAIT);
+    assert_eq!(final_close(&events).status, WSC_OK, "{events:?}");
+}
+
+/// Starts a client that must fail to connect; returns the ERROR event's status and text.
+#[track_caller]
+pub fn connect_failure(url: &str, cfg: &Cfg) -> (wsc_status, String) {
+    let c = TestClient::start(url, Some(cfg), false);
+    let events = c.until_close(Duration::from_secs(20));
+    let errors = of_type(&events, WSC_EVENT_ERROR);
+    assert_eq!(errors.len(), 1, "expected one ERROR: {events:?}");
+    assert!(of_type(&events, WSC_EVENT_OPEN).is_empty(), "{events:?}");
+    (errors[0].status, errors[0].text())
+}
+
+impl Cfg {
+    pub fn proxy(self, url: &str) -> Self {
+        let u = cstr(url);
+        assert_ok(
+            unsafe { wsclient::ffi::route::wsc_config_set_proxy(self.0, u.as_ptr()) },
+            "set_proxy",
+        );
+        self
+    }
+    /// Trusts the shared localhost CA (for the TLS origins).
+    pub fn localhost_ca(self) -> Self {
+        self.ca_file(&localhost_tls().ca_path)
+    }
+}
