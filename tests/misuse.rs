@@ -13,6 +13,14 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 use tungstenite::Message;
 
+/// Tests that allocate tens of MiB or measure the process's RSS take this, so that one's
+/// allocations do not show in the other's measurement (tests of a file share a process).
+static MEMORY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn memory_lock() -> std::sync::MutexGuard<'static, ()> {
+    MEMORY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn close_from_eight_threads_at_once_sends_one_close_frame() {
     let server = WsServer::echo();
@@ -115,6 +123,7 @@ fn a_message_of_exactly_the_default_maximum_and_one_byte_more() {
     // The default limit is 64 MiB: one message of exactly that size goes out and comes back;
     // one byte more is refused at the call, and nothing of it reaches the server.
     const MAX: usize = 64 << 20;
+    let _memory = memory_lock();
     let server = WsServer::echo();
     let (c, _) = TestClient::open(&server.url(), None, false);
     let big = pattern(MAX, 3);
@@ -270,6 +279,7 @@ fn a_caller_that_never_polls_keeps_memory_bounded_while_the_server_floods() {
     // back on the server, and the process must not grow by more than the queue + 64 MiB.
     const RECV_LIMIT: usize = 8 << 20;
     const CHUNK: usize = 64 << 10;
+    let _memory = memory_lock();
     let sent = Arc::new(AtomicUsize::new(0));
     let stalled = Arc::new(AtomicBool::new(false));
     let (sent2, stalled2) = (Arc::clone(&sent), Arc::clone(&stalled));
