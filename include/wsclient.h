@@ -15,7 +15,7 @@
  *   last carry WSC_CLOSE_RECONNECTING and are followed by WSC_EVENT_RECONNECTING.
  *
  * Threads
- *   Each client owns one worker thread that does all network I/O. Sends, close, state and
+ *   Each client owns one worker thread that does all network I/O. Sends, close, state, stats and
  *   buffered_amount may be called from any thread at any time, also from inside a callback.
  *   Events are delivered either
  *     - in callback mode (wsc_client_set_callback before connect): on the worker thread, in
@@ -180,6 +180,7 @@ typedef struct wsc_event {
   /**
    * `WSC_EVENT_SEND_FAILED`: the send id that `wsc_client_send` returned;
    * `WSC_EVENT_RECONNECTING`: the attempt number; else 0.
+   * `WSC_EVENT_BUFFER_HIGH`/`WSC_EVENT_BUFFER_LOW`: the bytes queued for sending; else 0.
    */
   uint64_t id;
   /**
@@ -225,6 +226,91 @@ typedef int32_t wsc_state;
  * What a reconnect rule matches (`wsc_config_set_reconnect_rule`).
  */
 typedef int32_t wsc_reconnect_rule;
+
+/**
+ * Counters and gauges of one client, filled by `wsc_client_stats`.
+ *
+ * Set `size` to `sizeof(wsc_stats)` before the call: later versions may add fields at the
+ * end, and the library fills only what fits in the caller's `size`, leaving any bytes past
+ * its own struct untouched.
+ *
+ * The counters cover the client's whole life. Messages and pings count when their last
+ * byte was written to the socket; frames when they were queued for writing (control frames,
+ * pongs and close frames included) or read.
+ */
+typedef struct wsc_stats {
+  /**
+   * In: `sizeof(wsc_stats)` as the caller compiled it. Not written by the library.
+   */
+  size_t size;
+  /**
+   * Text and binary messages written to the socket in full (a message sent in pieces
+   * with `wsc_client_send_fragment` counts once, when its last piece is written).
+   */
+  uint64_t messages_sent;
+  /**
+   * Payload bytes of those messages and pieces (before compression, without frame
+   * headers).
+   */
+  uint64_t bytes_sent;
+  /**
+   * Text and binary messages received (whole messages; a streamed message counts once,
+   * at its last chunk).
+   */
+  uint64_t messages_received;
+  /**
+   * Payload bytes of those messages and chunks (after decompression).
+   */
+  uint64_t bytes_received;
+  /**
+   * Frames queued for the socket: data frames, pings, pongs and close frames.
+   */
+  uint64_t frames_sent;
+  /**
+   * Frames read from the socket, control frames included.
+   */
+  uint64_t frames_received;
+  /**
+   * Pings sent: by `wsc_client_send_ping` (when written in full) and keep-alive pings.
+   */
+  uint64_t pings_sent;
+  /**
+   * Pongs received (answers and unsolicited ones).
+   */
+  uint64_t pongs_received;
+  /**
+   * Pings from the server (each answered with a pong).
+   */
+  uint64_t pings_received;
+  /**
+   * Microseconds from the last timed ping to its pong; 0 until one was measured. Every
+   * ping the client sends is timed, keep-alive pings (empty payload) and
+   * `wsc_client_send_ping` alike: a pong is matched to the oldest ping still waiting with
+   * the same payload (pings before it are taken as unanswered, as RFC 6455 allows a
+   * server to answer only the latest); an unsolicited pong matches nothing. The clock runs
+   * from when the worker queues the ping to when it reads the pong, so it includes the
+   * wait behind messages queued before the ping. At most 16 pings wait at a time.
+   */
+  uint64_t last_rtt_us;
+  /**
+   * Connections opened again by automatic reconnect (`wsc_config_set_reconnect`): each
+   * `WSC_EVENT_OPEN` after the first.
+   */
+  uint64_t reconnects;
+  /**
+   * Bytes queued for sending, as `wsc_client_buffered_amount`.
+   */
+  uint64_t queued_bytes;
+  /**
+   * Poll mode: bytes of received messages waiting for `wsc_client_poll`; 0 in callback
+   * mode.
+   */
+  uint64_t recv_queued_bytes;
+  /**
+   * The connection state, one of `WSC_STATE_*`, as `wsc_client_state`.
+   */
+  uint64_t state;
+} wsc_stats;
 
 /**
  * Severity of a log line, for `wsc_set_log_callback`.
@@ -358,6 +444,23 @@ typedef void (*wsc_log_cb)(void *user_data, wsc_log_level level, const char *mes
  * attempt succeeds, or `WSC_EVENT_ERROR` and `WSC_EVENT_CLOSE` when it fails.
  */
 #define WSC_EVENT_RECONNECTING 9
+
+/**
+ * The bytes queued for sending rose to the high watermark (see
+ * `wsc_config_set_send_watermarks`): a producer should pause. `id`: the bytes queued when the
+ * worker reported it (`wsc_client_buffered_amount` then; it may have fallen again since).
+ * `data` is empty. Followed, once the queue has drained to the low watermark, by exactly one
+ * `WSC_EVENT_BUFFER_LOW`; the two strictly alternate, `WSC_EVENT_BUFFER_HIGH` first.
+ */
+#define WSC_EVENT_BUFFER_HIGH 10
+
+/**
+ * The bytes queued for sending fell to the low watermark after a `WSC_EVENT_BUFFER_HIGH`: a
+ * producer may resume. `id`: the bytes queued then. `data` is empty. Also comes when the
+ * connection ends with the queue above the low mark (it is emptied: unsent messages come back
+ * as `WSC_EVENT_SEND_FAILED`), before the final `WSC_EVENT_CLOSE`.
+ */
+#define WSC_EVENT_BUFFER_LOW 11
 
 /**
  * No logging (the default).
@@ -570,7 +673,8 @@ wsc_status wsc_client_send_ping(struct wsc_client *client, const uint8_t *data, 
 
 /**
  * Queues a message of type `type` (`WSC_EVENT_TEXT`, `WSC_EVENT_BINARY` or
- * `WSC_EVENT_PING`) and returns at once; the worker sends it.
+ * `WSC_EVENT_PING`) and returns at once (unless the queue is full and a send timeout is
+ * set: see `wsc_config_set_send_timeout_ms`); the worker sends it.
  *
  * `data` is copied before this returns; the library keeps no pointer. If `out_id` is not
  * NULL it receives the message's send id (increasing per client), which a
@@ -579,9 +683,9 @@ wsc_status wsc_client_send_ping(struct wsc_client *client, const uint8_t *data, 
  * Thread-safe, also from inside a callback. Messages from one thread go out in the order
  * sent. Fails without queueing anything with: `WSC_ERR_INVALID_UTF8` (text),
  * `WSC_ERR_MESSAGE_TOO_LARGE` (over the max message size; pings over 125 bytes),
- * `WSC_ERR_QUEUE_FULL` (send queue limit), `WSC_ERR_NOT_CONNECTED` (before connect, once
- * closing/closed, or while reconnecting with `wsc_config_set_reconnect_keep_queued(cfg,
- * false)`), `WSC_ERR_INVALID_ARGUMENT`.
+ * `WSC_ERR_QUEUE_FULL` (send queue limit; see also `wsc_config_set_send_watermarks`),
+ * `WSC_ERR_NOT_CONNECTED` (before connect, once closing/closed, or while reconnecting with
+ * `wsc_config_set_reconnect_keep_queued(cfg, false)`), `WSC_ERR_INVALID_ARGUMENT`.
  */
 wsc_status wsc_client_send(struct wsc_client *client, wsc_event_type type, const uint8_t *data, size_t len, uint64_t *out_id);
 
@@ -960,6 +1064,73 @@ wsc_status wsc_config_set_reconnect_keep_queued(struct wsc_config *cfg, bool kee
 wsc_status wsc_config_set_reconnect_rule(struct wsc_config *cfg, wsc_reconnect_rule kind, int32_t value, bool retry);
 
 /**
+ * Turns on the send-queue watermarks (off by default; `(0, 0)` turns them off again).
+ *
+ * When the bytes queued for sending (`wsc_client_buffered_amount`) rise to `high_bytes` or
+ * above, the client reports `WSC_EVENT_BUFFER_HIGH`; when they then fall to `low_bytes` or
+ * below, `WSC_EVENT_BUFFER_LOW`. The two strictly alternate, HIGH first, so a producer can
+ * pause on HIGH and resume on LOW. The events come through the normal event path (the
+ * callback on the worker thread, or the poll queue), in order with the other events; a
+ * crossing caused by a send is reported by the worker shortly after that send returns.
+ *
+ * Requires `low_bytes < high_bytes <= send queue limit` (`wsc_config_set_send_queue_limit`;
+ * set the limit first): else `WSC_ERR_INVALID_ARGUMENT` and the config is unchanged. Should
+ * the limit be lowered below `high_bytes` later, `wsc_client_new` refuses the config.
+ */
+wsc_status wsc_config_set_send_watermarks(struct wsc_config *cfg, size_t high_bytes, size_t low_bytes);
+
+/**
+ * How long a send may wait for room when the send queue is full (default 0: never wait,
+ * fail at once with `WSC_ERR_QUEUE_FULL`).
+ *
+ * With `ms > 0`, `wsc_client_send*` on a full queue blocks the calling thread until the worker
+ * has handed enough queued bytes to the socket for the message to fit (then it is queued and
+ * the call returns `WSC_OK`), the timeout passes (`WSC_ERR_QUEUE_FULL`, nothing queued), or
+ * the connection is closing or over (`WSC_ERR_NOT_CONNECTED`). The wait sleeps; it does not
+ * spin. Waiting senders are not served in any particular order.
+ *
+ * Never blocks on the client's own worker thread: a send from inside the client's callback
+ * fails at once with `WSC_ERR_QUEUE_FULL`, since only that thread drains the queue. A
+ * message larger than the whole queue limit also fails at once.
+ */
+wsc_status wsc_config_set_send_timeout_ms(struct wsc_config *cfg, uint32_t ms);
+
+/**
+ * Limits the rate at which queued messages are handed to the socket (default: no limit).
+ *
+ * `messages_per_sec`: text and binary messages per second (each piece given to
+ * `wsc_client_send_fragment` counts as one); `bytes_per_sec`: their payload
+ * bytes per second (before compression). 0 means no limit on that measure; both 0 turns the
+ * limit off. Each is a token bucket holding `burst_ms` worth of its rate (0: 1000 ms, one
+ * second's worth), at least one message: after a quiet period that much goes out at once,
+ * then messages follow at the rate. A message larger than the byte burst is not stuck: it
+ * goes as soon as the bucket is full, and the bytes over the burst delay the next messages.
+ *
+ * Messages wait in the send queue meanwhile, in order, and count towards the queue limit,
+ * `wsc_client_buffered_amount` and the watermarks. Pings (yours and keep-alive), pongs and
+ * the close frame take no tokens; but a close frame or ping follows the messages queued
+ * before it, and the close timeout runs from `wsc_client_close`, so leave it room when
+ * closing with a backlog. The worker sleeps until the next message fits (no polling).
+ */
+wsc_status wsc_config_set_send_rate_limit(struct wsc_config *cfg, uint32_t messages_per_sec, uint64_t bytes_per_sec, uint32_t burst_ms);
+
+/**
+ * Writes the client's statistics into `*out`. `out->size` must be set to
+ * `sizeof(wsc_stats)` first: a size smaller than this version's struct is refused with
+ * `WSC_ERR_INVALID_ARGUMENT` (and `*out` left unchanged); a larger one (a newer header) is
+ * accepted, and the bytes past this version's fields are left untouched.
+ *
+ * Callable from any thread at any time after `wsc_client_new` (before connect everything is
+ * 0 and the state `WSC_STATE_IDLE`), also from inside the callback; it never blocks and
+ * takes no lock. The worker publishes its counters once per turn of its loop, before it
+ * hands that turn's events to the poll queue: after `wsc_client_poll` returned an event, the
+ * counters include it. In callback mode the counters of an event may show only once its
+ * callback has returned. Each counter only grows, but the fields are read one by one, not as
+ * one atomic snapshot.
+ */
+wsc_status wsc_client_stats(const struct wsc_client *client, struct wsc_stats *out);
+
+/**
  * How many HTTP redirects (301, 302, 303, 307, 308) a connect follows (default 3; 0: none,
  * then a redirect answer fails the connect with `WSC_ERR_HANDSHAKE`, the status and the
  * `Location` in the message). Every hop is a new TCP (and TLS) connection; all hops share
@@ -1012,6 +1183,9 @@ wsc_status wsc_config_set_host_header(struct wsc_config *cfg, const char *value)
  * or when the connect failed before any answer: DNS, TCP, TLS, timeout), and
  * `WSC_ERR_INVALID_ARGUMENT` for NULL. `*out` is written only on success. Thread-safe: the
  * worker stores the answer once, before delivering OPEN or ERROR, and never changes it.
+ * With automatic reconnect (`wsc_config_set_reconnect`) this stays the answer to the first
+ * attempt that got one: later attempts do not replace it, so that the pointers the header
+ * getters hand out stay valid until `wsc_client_free`.
  */
 wsc_status wsc_client_response_status(const struct wsc_client *client, uint16_t *out);
 

@@ -4,6 +4,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::{lock, Event, EventQueue, Popped};
 use crate::outbox::Outbox;
+use crate::stats::{Counters, SharedCounters};
 use crate::target::Target;
 use crate::transport::WAKER;
 use crate::worker::{self, Shared, Sink, STATE_CONNECTING, STATE_IDLE};
@@ -48,10 +49,12 @@ impl Client {
     /// Parses and checks `url` now; nothing touches the network until `connect`.
     pub fn new(url: &str, config: Config) -> Result<Client> {
         let target = Target::parse(url)?;
+        config.flow.check(config.send_queue_limit)?;
         let queue = EventQueue::new(config.recv_queue_limit);
         let shared = Shared {
             target,
-            outbox: Outbox::new(config.send_queue_limit),
+            outbox: Outbox::new(config.send_queue_limit, &config.flow),
+            stats: SharedCounters::default(),
             config,
             state: AtomicU8::new(STATE_IDLE),
             stop: AtomicBool::new(false),
@@ -328,6 +331,21 @@ impl Client {
     pub fn buffered_amount(&self) -> usize {
         self.shared.outbox.queued_bytes()
     }
+
+    /// The counters, the queue sizes and the state, now. Each value only grows (but the
+    /// queue sizes and the state); they are read one by one, not as one atomic snapshot.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            counters: self.shared.stats.load(),
+            queued_bytes: self.buffered_amount(),
+            recv_queued_bytes: if self.is_callback_mode() {
+                0
+            } else {
+                self.queue.queued_bytes()
+            },
+            state: self.state(),
+        }
+    }
 }
 
 impl Drop for Client {
@@ -342,6 +360,17 @@ impl Drop for Client {
             }
         }
     }
+}
+
+/// What `Client::stats` reports.
+#[derive(Clone, Copy, Debug)]
+pub struct Stats {
+    pub counters: Counters,
+    /// `buffered_amount`.
+    pub queued_bytes: usize,
+    /// Poll mode: bytes of received events not yet taken by `poll`.
+    pub recv_queued_bytes: usize,
+    pub state: State,
 }
 
 /// Close codes an endpoint may put on the wire (RFC 6455 7.4, IANA registry).

@@ -1,5 +1,6 @@
 //! Connection settings, validated when they are set so a bad value fails at the call that made it.
 
+use crate::backpressure::FlowConfig;
 use crate::deflate::Offer;
 use crate::error::{Error, Result};
 use std::time::Duration;
@@ -30,6 +31,8 @@ pub struct Config {
     pub deflate_offers: Vec<Offer>,
     /// Automatic reconnect (off by default).
     pub reconnect: crate::reconnect::Policy,
+    /// Watermarks, blocking sends, send rate limit.
+    pub flow: FlowConfig,
     /// Client certificate, server name override, host name check (`tls_options.rs`).
     pub tls: crate::tls_options::TlsOptions,
     /// Redirects, cookies, bearer token, `Host` override (`http_extras.rs`).
@@ -68,6 +71,10 @@ impl Default for Config {
             deflate: true,
             deflate_offers: Vec::new(),
             reconnect: Default::default(),
+            flow: FlowConfig {
+                rate_burst: crate::ratelimit::DEFAULT_BURST,
+                ..FlowConfig::default()
+            },
             tls: Default::default(),
             http: Default::default(),
             proxy: None,

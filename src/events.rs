@@ -27,6 +27,10 @@ pub enum EventKind {
     SendFailed,
     /// A reconnect attempt follows: `id` its number, `flags` the delay before it in ms.
     Reconnecting,
+    /// The send queue rose to the high watermark; `id` is the bytes queued.
+    BufferHigh,
+    /// The send queue fell back to the low watermark; `id` is the bytes queued.
+    BufferLow,
 }
 
 /// Who ended the connection, carried by `Close` events in `flags`.
@@ -259,6 +263,11 @@ impl EventQueue {
                 }
             };
         }
+    }
+
+    /// Bytes of received data waiting for the caller.
+    pub fn queued_bytes(&self) -> usize {
+        self.bytes.load(SeqCst)
     }
 
     /// Whether the worker is paused on this queue (it checks this before resuming reads).

@@ -10,6 +10,7 @@
 
 #![allow(clippy::missing_safety_doc)]
 
+mod backpressure;
 mod client;
 mod config;
 mod deflate;
@@ -24,7 +25,9 @@ mod outbox;
 mod output;
 mod protocol;
 mod proxy;
+mod ratelimit;
 mod reconnect;
+mod stats;
 mod stream;
 mod target;
 mod tls_options;
@@ -38,7 +41,7 @@ pub mod ffi;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use client::{Client, EventHandler, State};
+pub use client::{Client, EventHandler, State, Stats};
 pub use config::Config;
 pub use error::{Error, Result};
 pub use events::{Event, EventKind};

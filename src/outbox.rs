@@ -1,6 +1,7 @@
 //! The path from calling threads to the worker: a channel of outgoing messages, a gate that
 //! closes it without losing a message, byte accounting for backpressure, and the waker.
 
+use crate::backpressure::{Crossing, FlowConfig, SpaceWait, Watermarks};
 use crate::error::{Error, Result};
 use crate::events::lock;
 use crate::{WSC_ERR_NOT_CONNECTED, WSC_ERR_QUEUE_FULL};
@@ -8,6 +9,8 @@ use crossbeam_channel::{Receiver, Sender};
 use once_cell::sync::OnceCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
 use tungstenite::Message;
 
 pub struct Outgoing {
@@ -60,10 +63,38 @@ pub struct Outbox {
     wake_pending: AtomicBool,
     waker: OnceCell<Arc<mio::Waker>>,
     pub control: Mutex<Control>,
+    marks: Watermarks,
+    /// Blocking sends wait here for `release`.
+    space: SpaceWait,
+    send_timeout: Duration,
+    worker_thread: OnceCell<ThreadId>,
+}
+
+/// Why `try_push` did not queue a message.
+enum Refused {
+    Closed,
+    /// Reconnecting with queued messages not kept.
+    Paused,
+    /// The message, handed back, and the bytes queued at the time.
+    Full(Message, usize),
+}
+
+fn reconnecting() -> Error {
+    Error::new(
+        WSC_ERR_NOT_CONNECTED,
+        "not connected: reconnecting (sends are refused until the next open)",
+    )
+}
+
+fn not_connected() -> Error {
+    Error::new(
+        WSC_ERR_NOT_CONNECTED,
+        "not connected: the client is closing, closed, or was never connected",
+    )
 }
 
 impl Outbox {
-    pub fn new(limit: usize) -> Self {
+    pub fn new(limit: usize, flow: &FlowConfig) -> Self {
         let (tx, rx) = crossbeam_channel::unbounded();
         Outbox {
             tx,
@@ -76,6 +107,10 @@ impl Outbox {
             wake_pending: AtomicBool::new(false),
             waker: OnceCell::new(),
             control: Mutex::new(Control::default()),
+            marks: Watermarks::new(flow),
+            space: SpaceWait::default(),
+            send_timeout: flow.send_timeout,
+            worker_thread: OnceCell::new(),
         }
     }
 
@@ -90,29 +125,87 @@ impl Outbox {
         self.push_piece(msg, None)
     }
 
-    /// Queues a message, or with `piece` one piece of a message; returns its send id.
+    /// Queues a message, or with `piece` one piece of a message; returns its send id. With a
+    /// send timeout, a send that finds the queue full waits for room (never on the worker's
+    /// own thread).
     pub fn push_piece(&self, msg: Message, piece: Option<Piece>) -> Result<u64> {
         let len = msg.len();
+        let (msg, queued) = match self.try_push(msg, piece, len) {
+            Ok(id) => return Ok(id),
+            Err(Refused::Closed) => return Err(not_connected()),
+            Err(Refused::Paused) => return Err(reconnecting()),
+            Err(Refused::Full(msg, queued)) => (msg, queued),
+        };
+        // A waiter may have failed on the bytes this attempt added for a moment: wake it to
+        // look again. (Not from the waiters' own attempts, which run under the wait's lock.)
+        self.space.notify();
+        let timeout = self.send_timeout;
+        // A message larger than the whole queue never fits; the worker cannot drain while
+        // its own thread waits here (a send from inside the client's callback).
+        if timeout.is_zero() || len > self.limit {
+            return Err(self.full(queued, ""));
+        }
+        if self.on_worker_thread() {
+            let why = " (not waiting: a send from the client's own callback would wait for \
+                       the worker, which is running that callback)";
+            return Err(self.full(queued, why));
+        }
+        let mut msg = Some(msg);
+        let mut queued = queued;
+        let deadline = Instant::now() + timeout;
+        let outcome = self.space.wait(deadline, || {
+            match self.try_push(msg.take().expect("kept while waiting"), piece, len) {
+                Ok(id) => Some(Ok(id)),
+                Err(Refused::Closed) => Some(Err(not_connected())),
+                Err(Refused::Paused) => Some(Err(reconnecting())),
+                Err(Refused::Full(m, q)) => {
+                    msg = Some(m);
+                    queued = q;
+                    None
+                }
+            }
+        });
+        let waited = format!(" (after waiting {} ms)", timeout.as_millis());
+        outcome.unwrap_or_else(|| Err(self.full(queued, &waited)))
+    }
+
+    fn full(&self, queued: usize, waited: &str) -> Error {
+        Error::new(
+            WSC_ERR_QUEUE_FULL,
+            format!(
+                "send queue full: {queued} bytes queued, limit {}{waited}",
+                self.limit
+            ),
+        )
+    }
+
+    /// One attempt: queues the message if the gate is open and it fits; else hands it back
+    /// with the bytes queued at the time.
+    fn try_push(
+        &self,
+        msg: Message,
+        piece: Option<Piece>,
+        len: usize,
+    ) -> std::result::Result<u64, Refused> {
         let gate = self.gate.fetch_add(1, SeqCst);
         if gate & GATE_SHUT != 0 {
             self.gate.fetch_sub(1, SeqCst);
             if gate & GATE_CLOSED == 0 {
-                return Err(Error::new(
-                    WSC_ERR_NOT_CONNECTED,
-                    "not connected: reconnecting (sends are refused until the next open)",
-                ));
+                return Err(Refused::Paused);
             }
-            return Err(Error::new(
-                WSC_ERR_NOT_CONNECTED,
-                "not connected: the client is closing, closed, or was never connected",
-            ));
+            return Err(Refused::Closed);
         }
         let result = self.push_open(msg, piece, len);
         self.gate.fetch_sub(1, SeqCst);
         result
     }
 
-    fn push_open(&self, msg: Message, piece: Option<Piece>, len: usize) -> Result<u64> {
+    fn push_open(
+        &self,
+        msg: Message,
+        piece: Option<Piece>,
+        len: usize,
+    ) -> std::result::Result<u64, Refused> {
         let queued = self.queued_bytes.fetch_add(len, SeqCst) + len;
         let exempt = match piece {
             Some(_) => self.held_bytes.load(SeqCst),
@@ -120,15 +213,11 @@ impl Outbox {
         };
         if queued.saturating_sub(exempt) > self.limit {
             self.queued_bytes.fetch_sub(len, SeqCst);
-            return Err(Error::new(
-                WSC_ERR_QUEUE_FULL,
-                format!(
-                    "send queue full: {} bytes queued, limit {}",
-                    queued - len,
-                    self.limit
-                ),
-            ));
+            return Err(Refused::Full(msg, queued - len));
         }
+        // A crossing of the high mark is picked up by the worker after the wake-up below
+        // (or, if one is pending, when it re-arms and looks at the queue).
+        self.marks.on_push(queued);
         let id = self.next_id.fetch_add(1, SeqCst);
         // The receiver lives as long as self, so this cannot fail.
         let _ = self.tx.send(Outgoing { id, msg, piece });
@@ -136,6 +225,23 @@ impl Outbox {
             self.wake();
         }
         Ok(id)
+    }
+
+    /// Worker side, at start: sends from this thread never wait.
+    pub fn set_worker_thread(&self) {
+        let _ = self.worker_thread.set(std::thread::current().id());
+    }
+
+    fn on_worker_thread(&self) -> bool {
+        self.worker_thread.get() == Some(&std::thread::current().id())
+    }
+
+    /// Worker side: the next watermark event to emit, if any (call until None).
+    pub fn crossing(&self) -> Option<Crossing> {
+        if !self.marks.enabled() {
+            return None;
+        }
+        self.marks.next(self.queued_bytes())
     }
 
     /// Closes the gate and waits out senders already past it, so that every message pushed
@@ -151,6 +257,8 @@ impl Outbox {
         while self.gate.load(SeqCst) & !GATE_SHUT != 0 {
             std::hint::spin_loop();
         }
+        // Blocked senders give up with WSC_ERR_NOT_CONNECTED.
+        self.space.notify();
         prev & bit == 0
     }
 
@@ -204,6 +312,7 @@ impl Outbox {
     pub fn release(&self, n: usize) {
         if n > 0 {
             self.queued_bytes.fetch_sub(n, SeqCst);
+            self.space.notify();
         }
     }
 

@@ -27,6 +27,13 @@ pub enum Unsent {
 }
 
 impl Unsent {
+    /// Payload bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Unsent::Kept(b) | Unsent::Masked(b, _) => b.len(),
+        }
+    }
+
     pub fn into_payload(self) -> Bytes {
         match self {
             Unsent::Kept(b) => b,
@@ -106,6 +113,10 @@ pub struct Session<S = Stream> {
     inflater: Option<Inflater>,
     max_message: usize,
     max_frame: usize,
+    /// Frames queued for writing, control frames included (`wsc_client_stats`).
+    pub frames_sent: u64,
+    /// Frames read, control frames included.
+    pub frames_received: u64,
     /// Streaming mode: data messages are delivered in chunks.
     chunker: Option<Chunker>,
 }
@@ -121,6 +132,8 @@ impl<S: Read + io::Write> Session<S> {
             inflater: deflate.map(Inflater::new),
             max_message: config.max_message_size,
             max_frame: frame_limit(config, deflate.is_some()),
+            frames_sent: 0,
+            frames_received: 0,
             chunker: (config.stream_chunk_size > 0)
                 .then(|| Chunker::new(config.stream_chunk_size, config.max_streamed_message_size)),
         }
@@ -172,6 +185,7 @@ impl<S: Read + io::Write> Session<S> {
     }
 
     fn on_frame(&mut self, frame: Frame) -> Result<Option<Message>, ReadError> {
+        self.frames_received += 1;
         let h: &FrameHeader = frame.header();
         if h.mask.is_some() {
             return Err(protocol("masked frame"));
@@ -535,6 +549,7 @@ impl<S: Read + io::Write> Session<S> {
         if log::enabled(Level::Trace) {
             trace_frame("out", &header, len);
         }
+        self.frames_sent += 1;
         let key: [u8; 4] = rand::random();
         header.mask = Some(key);
         let tail = self.out.tail();

@@ -1,6 +1,7 @@
 //! The per-client worker thread: connects, then drives the socket non-blocking with a poller,
 //! woken at once by senders, and reports everything that happens as events.
 
+use crate::backpressure::Crossing;
 use crate::config::Config;
 use crate::error::Error;
 use crate::events::{
@@ -11,6 +12,9 @@ use crate::heartbeat::{Beat, Heartbeat};
 use crate::log::{wsc_log, Level};
 use crate::outbox::{Outbox, Outgoing};
 use crate::protocol::{Incoming, ReadError, Session, Unsent};
+use crate::ratelimit::RateLimit;
+use crate::stats::{Counters, PingTimer, SharedCounters};
+use crate::stream::CONTINUES;
 use crate::target::Target;
 use crate::transport::{self, Io, SOCKET, WAKER};
 use crate::*;
@@ -39,6 +43,8 @@ pub struct Shared {
     pub target: Target,
     pub config: Config,
     pub outbox: Outbox,
+    /// What the worker counted, published once per loop turn (`wsc_client_stats`).
+    pub stats: SharedCounters,
     pub state: AtomicU8,
     /// The client was freed: deliver nothing more and exit.
     pub stop: AtomicBool,
@@ -152,6 +158,8 @@ struct Inflight {
     id: u64,
     kind: EventKind,
     payload: Unsent,
+    /// A whole message or the last piece of one (counts as a message sent).
+    ends_message: bool,
 }
 
 impl Conn {
@@ -220,11 +228,17 @@ impl Conn {
         }
     }
 
-    /// Drops the records of messages whose bytes are all written.
-    fn settle(&mut self) {
+    /// Drops the records of messages whose bytes are all written, counting them as sent.
+    fn settle(&mut self, counters: &mut Counters) {
         let written = self.ws.written();
         while self.inflight.front().is_some_and(|m| m.end <= written) {
-            self.inflight.pop_front();
+            let m = self.inflight.pop_front().expect("front exists");
+            if m.kind == EventKind::Ping {
+                counters.pings_sent += 1;
+            } else {
+                counters.messages_sent += u64::from(m.ends_message);
+                counters.bytes_sent += m.payload.len() as u64;
+            }
         }
     }
 }
@@ -239,6 +253,17 @@ pub struct Worker {
     orphan_pieces: bool,
     poll: Poll,
     events: Events,
+    /// Counted here, published to `shared.stats`; frames of the current session excluded.
+    counters: Counters,
+    pings: PingTimer,
+    /// A connection opened before: the next open is a reconnect (`wsc_stats.reconnects`).
+    opened_before: bool,
+    /// The send rate limit; None when there is none (then no clock is read for it).
+    limit: Option<RateLimit>,
+    /// A message taken from the outbox that the rate limit holds back; it goes first.
+    rate_held: Option<Outgoing>,
+    /// When the rate limit lets `rate_held` go.
+    rate_wait: Option<Instant>,
 }
 
 pub fn spawn(
@@ -246,6 +271,13 @@ pub fn spawn(
     poll: Poll,
     sink: Sink,
 ) -> io::Result<std::thread::JoinHandle<()>> {
+    let flow = &shared.config.flow;
+    let limit = RateLimit::new(
+        flow.rate_messages,
+        flow.rate_bytes,
+        flow.rate_burst,
+        Instant::now(),
+    );
     let worker = Worker {
         shared,
         sink,
@@ -254,6 +286,12 @@ pub fn spawn(
         orphan_pieces: false,
         poll,
         events: Events::with_capacity(16),
+        counters: Counters::default(),
+        pings: PingTimer::default(),
+        opened_before: false,
+        limit,
+        rate_held: None,
+        rate_wait: None,
     };
     std::thread::Builder::new()
         .name("wsclient".into())
@@ -262,6 +300,7 @@ pub fn spawn(
 
 impl Worker {
     fn run(mut self) {
+        self.shared.outbox.set_worker_thread();
         let outcome = catch_unwind(AssertUnwindSafe(|| self.run_connection()));
         if let Err(panic) = outcome {
             let what = panic
@@ -379,6 +418,12 @@ impl Worker {
         let now = Instant::now();
         let heartbeat = Heartbeat::new(config.ping_interval, config.pong_timeout, now);
         let mut conn = Conn::new(opened.session, heartbeat);
+        // Pings of an earlier connection will never be answered on this one.
+        self.pings = PingTimer::default();
+        if self.opened_before {
+            self.counters.reconnects += 1;
+        }
+        self.opened_before = true;
         let _ = shared
             .state
             .compare_exchange(STATE_CONNECTING, STATE_OPEN, SeqCst, SeqCst);
@@ -391,9 +436,14 @@ impl Worker {
         shared.outbox.resume();
         self.emit(Event::new(EventKind::Open, Bytes::from(opened.subprotocol)));
         self.deliver();
-        match self.drive(&mut conn, now) {
+        let end = self.drive(&mut conn, now);
+        self.counters.frames_sent += conn.ws.frames_sent;
+        self.counters.frames_received += conn.ws.frames_received;
+        match end {
             Some(end) => {
                 let mut unsent: Vec<Inflight> = conn.inflight.drain(..).collect();
+                // The message the rate limit holds back stays for `end_attempt`: kept for
+                // the next attempt or reported with the queued ones.
                 for out in conn.held.drain(..) {
                     shared.outbox.hold(out.len(), false);
                     shared.outbox.release(out.len());
@@ -408,6 +458,7 @@ impl Worker {
                         id: out.id,
                         kind,
                         payload: Unsent::Kept(payload),
+                        ends_message: true,
                     });
                 }
                 // Reported in the order they were sent.
@@ -463,9 +514,10 @@ impl Worker {
                     self.request_close(conn, request, now);
                 }
             }
-            if let Err(e) = self.pump(conn) {
+            if let Err(e) = self.pump(conn, now) {
                 return Some(self.io_failure(conn, e));
             }
+            self.report_crossings();
             if conn.failure.is_some() {
                 if let Some(end) = self.linger_after_failure(conn, now) {
                     return Some(end);
@@ -478,14 +530,38 @@ impl Worker {
             if let Some(end) = self.check_timers(conn, now) {
                 return Some(end);
             }
+            self.publish(conn);
             self.deliver();
         }
     }
 
+    /// Makes the counters visible to `wsc_client_stats`: relaxed stores, once per turn.
+    fn publish(&self, conn: &Conn) {
+        let mut c = self.counters;
+        c.frames_sent += conn.ws.frames_sent;
+        c.frames_received += conn.ws.frames_received;
+        self.shared.stats.publish(&c);
+    }
+
+    /// Emits the watermark events the send queue's rise and fall call for, in order.
+    fn report_crossings(&mut self) {
+        while let Some(crossing) = self.shared.outbox.crossing() {
+            let kind = match crossing {
+                Crossing::High => EventKind::BufferHigh,
+                Crossing::Low => EventKind::BufferLow,
+            };
+            let mut ev = Event::new(kind, Bytes::new());
+            ev.id = self.shared.outbox.queued_bytes() as u64;
+            self.emit(ev);
+        }
+    }
+
     fn next_timeout(&self, conn: &Conn, now: Instant) -> Option<Duration> {
-        let queued =
-            self.shared.outbox.has_pending() || (!conn.piece_open && !conn.held.is_empty());
-        let can_write = conn.want_flush || (conn.sendable() && queued);
+        let queued = self.rate_held.is_some()
+            || self.shared.outbox.has_pending()
+            || (!conn.piece_open && !conn.held.is_empty());
+        let rate_ok = !matches!(self.rate_wait, Some(t) if t > now);
+        let can_write = conn.want_flush || (conn.sendable() && rate_ok && queued);
         let busy = (conn.read_ready && !self.paused && conn.failure.is_none())
             || (!conn.write_blocked && can_write);
         if busy {
@@ -496,21 +572,24 @@ impl Worker {
         } else {
             conn.heartbeat.next_deadline()
         };
-        let deadline = match (heartbeat, conn.close_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let rate = self.rate_wait.filter(|_| conn.sendable());
+        let deadline = [heartbeat, conn.close_deadline, rate]
+            .into_iter()
+            .flatten()
+            .min();
         deadline.map(|d| d.saturating_duration_since(now))
     }
 
     /// Hands queued messages to the session (then a requested close frame, in order) and
-    /// flushes once per batch.
-    fn pump(&mut self, conn: &mut Conn) -> io::Result<()> {
+    /// flushes once per batch. Under a rate limit, a message that does not fit yet is held
+    /// back and `rate_wait` says when it will; pings and the close frame take no tokens.
+    fn pump(&mut self, conn: &mut Conn, now: Instant) -> io::Result<()> {
         let shared = Arc::clone(&self.shared);
         let outbox = &shared.outbox;
         let mut released = 0;
+        self.rate_wait = None;
         while conn.sendable() && !conn.write_blocked && conn.ws.pending_output() < WRITE_BATCH {
-            let Some(out) = conn.next_outgoing(outbox) else {
+            let Some(out) = self.rate_held.take().or_else(|| conn.next_outgoing(outbox)) else {
                 if let Some((code, reason)) = conn.close_requested.take() {
                     let frame = CloseFrame {
                         code: CloseCode::from(code),
@@ -522,6 +601,18 @@ impl Worker {
                 }
                 break;
             };
+            if let Some(limit) = &mut self.limit {
+                if !matches!(out.msg, Message::Ping(_)) {
+                    if let Err(wait) = limit.take(out.len(), now) {
+                        self.rate_wait = Some(now + wait);
+                        self.rate_held = Some(out);
+                        break;
+                    }
+                }
+            }
+            if let Message::Ping(p) = &out.msg {
+                self.pings.sent(p.clone(), Instant::now());
+            }
             released += out.len();
             if let Some(p) = out.piece.filter(|p| self.orphan_pieces && !p.first) {
                 self.orphan_pieces = !p.last;
@@ -529,6 +620,7 @@ impl Worker {
                 continue;
             }
             let (id, kind) = (out.id, kind_of_out(&out));
+            let ends_message = out.piece.map_or(true, |p| p.last);
             let payload = conn.write(out);
             let end = conn.ws.written() + conn.ws.pending_output() as u64;
             conn.inflight.push_back(Inflight {
@@ -536,6 +628,7 @@ impl Worker {
                 id,
                 kind,
                 payload,
+                ends_message,
             });
             conn.want_flush = true;
         }
@@ -554,7 +647,7 @@ impl Worker {
                 Err(e) => Err(e),
             };
         }
-        conn.settle();
+        conn.settle(&mut self.counters);
         result
     }
 
@@ -580,6 +673,9 @@ impl Worker {
                     } else {
                         EventKind::Binary
                     };
+                    // A streamed message counts once, at its last chunk.
+                    self.counters.messages_received += u64::from(c.flags & CONTINUES == 0);
+                    self.counters.bytes_received += c.data.len() as u64;
                     let mut ev = Event::new(kind, c.data);
                     ev.flags = c.flags;
                     self.emit(ev);
@@ -596,6 +692,7 @@ impl Worker {
                 }
             }
             if n % EVENT_BATCH == EVENT_BATCH - 1 {
+                self.publish(conn);
                 self.deliver();
                 if self.paused {
                     break;
@@ -612,14 +709,29 @@ impl Worker {
 
     fn on_message(&mut self, conn: &mut Conn, msg: Message, now: Instant) {
         let event = match msg {
-            Message::Text(t) => Event::new(EventKind::Text, t.into()),
-            Message::Binary(b) => Event::new(EventKind::Binary, b),
+            Message::Text(t) => {
+                self.counters.messages_received += 1;
+                self.counters.bytes_received += t.len() as u64;
+                Event::new(EventKind::Text, t.into())
+            }
+            Message::Binary(b) => {
+                self.counters.messages_received += 1;
+                self.counters.bytes_received += b.len() as u64;
+                Event::new(EventKind::Binary, b)
+            }
             Message::Ping(p) => {
+                self.counters.pings_received += 1;
                 // The session queued the pong; make sure it is flushed.
                 conn.want_flush = true;
                 Event::new(EventKind::Ping, p)
             }
-            Message::Pong(p) => Event::new(EventKind::Pong, p),
+            Message::Pong(p) => {
+                self.counters.pongs_received += 1;
+                if let Some(us) = self.pings.pong(&p, Instant::now()) {
+                    self.counters.last_rtt_us = us;
+                }
+                Event::new(EventKind::Pong, p)
+            }
             Message::Close(frame) => {
                 let (code, reason) = match frame {
                     Some(f) => (u16::from(f.code), Bytes::from(f.reason)),
@@ -743,6 +855,8 @@ impl Worker {
             Beat::SendPing => {
                 conn.ws.write(Message::Ping(Bytes::new()));
                 conn.want_flush = true;
+                self.counters.pings_sent += 1;
+                self.pings.sent(Bytes::new(), Instant::now());
                 None
             }
             Beat::Dead => {
@@ -773,7 +887,7 @@ impl Worker {
     fn leave_quietly(&mut self, conn: &mut Conn) {
         let outbox = &self.shared.outbox;
         outbox.close_gate();
-        while let Some(out) = conn.next_outgoing(outbox) {
+        while let Some(out) = self.rate_held.take().or_else(|| conn.next_outgoing(outbox)) {
             outbox.release(out.len());
             conn.write(out);
         }
@@ -819,11 +933,19 @@ impl Worker {
         } else {
             end.status
         };
-        let queued = std::iter::from_fn(|| {
+        // Messages kept for the next attempt stay put, the one the rate limit holds back too.
+        let held = if drain_queue {
+            self.rate_held.take()
+        } else {
+            None
+        };
+        let queued = held.into_iter().chain(std::iter::from_fn(|| {
             if !drain_queue {
                 return None;
             }
-            let out = shared.outbox.try_take()?;
+            shared.outbox.try_take()
+        }));
+        let queued = queued.map(|out| {
             shared.outbox.release(out.len());
             let kind = kind_of_out(&out);
             let payload = match out.msg {
@@ -831,7 +953,7 @@ impl Worker {
                 Message::Binary(b) | Message::Ping(b) => b,
                 _ => Bytes::new(),
             };
-            Some((out.id, kind, payload))
+            (out.id, kind, payload)
         });
         let written_in_part = unsent
             .into_iter()
@@ -856,6 +978,8 @@ impl Worker {
             String::from_utf8_lossy(&end.reason),
             flags
         );
+        self.report_crossings();
+        self.shared.stats.publish(&self.counters);
         if last {
             shared.state.store(STATE_CLOSED, SeqCst);
             self.emit(Event::close(end.code, end.reason, end.status, flags));

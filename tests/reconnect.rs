@@ -471,6 +471,18 @@ fn assert_count(count: &AtomicUsize, n: usize, what: &str) {
     assert_eq!(count.load(SeqCst), n, "{what}");
 }
 
+fn reconnects(c: &TestClient) -> u64 {
+    use wsclient::ffi::flow::*;
+    // SAFETY: all-zero is a valid wsc_stats.
+    let mut s: wsc_stats = unsafe { std::mem::zeroed() };
+    s.size = std::mem::size_of::<wsc_stats>();
+    assert_ok(
+        unsafe { wsc_client_stats(c.raw(), &mut s) },
+        "wsc_client_stats",
+    );
+    s.reconnects
+}
+
 fn close_then_echo(code: u16) -> impl Fn(usize, ServerWs, &ServerLog) + Send + Sync {
     move |n, mut ws, log| {
         if n == 0 {
@@ -512,6 +524,7 @@ fn a_server_close_with_1008_stops_and_1012_retries() {
         let (echo, _) = c.wait_for(WSC_EVENT_TEXT, WAIT);
         assert_eq!(echo.text(), "after");
         assert_count(&count, 2, "connections");
+        assert_eq!(reconnects(&c), 1, "wsc_stats.reconnects");
         assert_ok(c.close(1000, None), "close");
         let events = c.until_close(WAIT);
         assert_eq!(final_close(&events).flags, WSC_CLOSE_LOCAL);

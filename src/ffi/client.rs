@@ -231,7 +231,8 @@ pub unsafe extern "C" fn wsc_client_send_ping(
 }
 
 /// Queues a message of type `type` (`WSC_EVENT_TEXT`, `WSC_EVENT_BINARY` or
-/// `WSC_EVENT_PING`) and returns at once; the worker sends it.
+/// `WSC_EVENT_PING`) and returns at once (unless the queue is full and a send timeout is
+/// set: see `wsc_config_set_send_timeout_ms`); the worker sends it.
 ///
 /// `data` is copied before this returns; the library keeps no pointer. If `out_id` is not
 /// NULL it receives the message's send id (increasing per client), which a
@@ -240,9 +241,9 @@ pub unsafe extern "C" fn wsc_client_send_ping(
 /// Thread-safe, also from inside a callback. Messages from one thread go out in the order
 /// sent. Fails without queueing anything with: `WSC_ERR_INVALID_UTF8` (text),
 /// `WSC_ERR_MESSAGE_TOO_LARGE` (over the max message size; pings over 125 bytes),
-/// `WSC_ERR_QUEUE_FULL` (send queue limit), `WSC_ERR_NOT_CONNECTED` (before connect, once
-/// closing/closed, or while reconnecting with `wsc_config_set_reconnect_keep_queued(cfg,
-/// false)`), `WSC_ERR_INVALID_ARGUMENT`.
+/// `WSC_ERR_QUEUE_FULL` (send queue limit; see also `wsc_config_set_send_watermarks`),
+/// `WSC_ERR_NOT_CONNECTED` (before connect, once closing/closed, or while reconnecting with
+/// `wsc_config_set_reconnect_keep_queued(cfg, false)`), `WSC_ERR_INVALID_ARGUMENT`.
 #[no_mangle]
 pub unsafe extern "C" fn wsc_client_send(
     client: *mut wsc_client,

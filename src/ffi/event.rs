@@ -45,6 +45,17 @@ pub const WSC_EVENT_SEND_FAILED: wsc_event_type = 8;
 /// `flags`: the delay in milliseconds before it starts. Then comes `WSC_EVENT_OPEN` when the
 /// attempt succeeds, or `WSC_EVENT_ERROR` and `WSC_EVENT_CLOSE` when it fails.
 pub const WSC_EVENT_RECONNECTING: wsc_event_type = 9;
+/// The bytes queued for sending rose to the high watermark (see
+/// `wsc_config_set_send_watermarks`): a producer should pause. `id`: the bytes queued when the
+/// worker reported it (`wsc_client_buffered_amount` then; it may have fallen again since).
+/// `data` is empty. Followed, once the queue has drained to the low watermark, by exactly one
+/// `WSC_EVENT_BUFFER_LOW`; the two strictly alternate, `WSC_EVENT_BUFFER_HIGH` first.
+pub const WSC_EVENT_BUFFER_HIGH: wsc_event_type = 10;
+/// The bytes queued for sending fell to the low watermark after a `WSC_EVENT_BUFFER_HIGH`: a
+/// producer may resume. `id`: the bytes queued then. `data` is empty. Also comes when the
+/// connection ends with the queue above the low mark (it is emptied: unsent messages come back
+/// as `WSC_EVENT_SEND_FAILED`), before the final `WSC_EVENT_CLOSE`.
+pub const WSC_EVENT_BUFFER_LOW: wsc_event_type = 11;
 
 /// `flags` of a `WSC_EVENT_CLOSE`: the client started the close (`wsc_client_close`, or a
 /// server fault it answered with a close frame).
@@ -88,6 +99,7 @@ pub struct wsc_event {
     pub len: usize,
     /// `WSC_EVENT_SEND_FAILED`: the send id that `wsc_client_send` returned;
     /// `WSC_EVENT_RECONNECTING`: the attempt number; else 0.
+    /// `WSC_EVENT_BUFFER_HIGH`/`WSC_EVENT_BUFFER_LOW`: the bytes queued for sending; else 0.
     pub id: u64,
     /// Zero. Room for fields later versions add without changing the struct's size, since
     /// callers allocate the `wsc_event` that `wsc_client_poll` fills.
@@ -108,6 +120,8 @@ pub(crate) fn event_type(kind: EventKind) -> wsc_event_type {
         EventKind::Error => WSC_EVENT_ERROR,
         EventKind::SendFailed => WSC_EVENT_SEND_FAILED,
         EventKind::Reconnecting => WSC_EVENT_RECONNECTING,
+        EventKind::BufferHigh => WSC_EVENT_BUFFER_HIGH,
+        EventKind::BufferLow => WSC_EVENT_BUFFER_LOW,
     }
 }
 

@@ -102,6 +102,9 @@ fn put<T>(out: *mut T, value: T, what: &str) -> crate::Result<()> {
 /// or when the connect failed before any answer: DNS, TCP, TLS, timeout), and
 /// `WSC_ERR_INVALID_ARGUMENT` for NULL. `*out` is written only on success. Thread-safe: the
 /// worker stores the answer once, before delivering OPEN or ERROR, and never changes it.
+/// With automatic reconnect (`wsc_config_set_reconnect`) this stays the answer to the first
+/// attempt that got one: later attempts do not replace it, so that the pointers the header
+/// getters hand out stay valid until `wsc_client_free`.
 #[no_mangle]
 pub unsafe extern "C" fn wsc_client_response_status(
     client: *const wsc_client,

@@ -8,6 +8,7 @@
 pub mod client;
 pub mod config;
 pub mod event;
+pub mod flow;
 pub mod handshake_extras;
 pub mod log;
 pub mod route;
