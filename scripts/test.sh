@@ -51,6 +51,8 @@ run lint cargo clippy --all-targets -- -D warnings
 run cross-check bash scripts/cross-check.sh
 run rust-tests rust_tests
 run c-tests bash tests/c/run.sh
+run fuzz bash scripts/fuzz.sh "${WSC_FUZZ_SECONDS:-20}"
+run tsan bash tests/tsan.sh
 run interop bash tests/interop/run.sh
 run conformance bash tests/conformance/run.sh
 run packaging bash scripts/package-test.sh

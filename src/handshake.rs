@@ -45,6 +45,12 @@ pub struct Handshake {
     written: usize,
     accept_key: String,
     response: Vec<u8>,
+    /// How much of `response` `worth_parsing` has looked at.
+    scanned: usize,
+    /// Where the status line starts (after any empty lines), once seen.
+    status_at: Option<usize>,
+    /// Values of the caller's headers (credentials, often), masked in error messages.
+    secrets: Vec<String>,
     subprotocols: Vec<String>,
     offered_deflate: Vec<deflate::Offer>,
 }
@@ -98,9 +104,18 @@ impl Handshake {
             written: 0,
             accept_key: derive_accept_key(key.as_bytes()),
             response: Vec::with_capacity(1024),
+            scanned: 0,
+            status_at: None,
+            secrets: extras.headers.iter().map(|(_, v)| v.clone()).collect(),
             subprotocols: config.subprotocols.clone(),
             offered_deflate: offers,
         })
+    }
+
+    /// The `Sec-WebSocket-Accept` value the server must send (for the fuzz target).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn accept_key(&self) -> &str {
+        &self.accept_key
     }
 
     /// Whether any byte of the server's answer arrived.
@@ -124,8 +139,10 @@ impl Handshake {
             Err(e) => return Err(io_error(e)),
         }
         loop {
-            if let Some(accepted) = self.parse()? {
-                return Ok(Some(accepted));
+            if self.worth_parsing() {
+                if let Some(accepted) = self.parse().map_err(|e| self.scrub(e))? {
+                    return Ok(Some(accepted));
+                }
             }
             let mut chunk = [0u8; 4096];
             match stream.read(&mut chunk) {
@@ -134,13 +151,46 @@ impl Handshake {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) => return Err(io_error(e)),
             }
-            if self.response.len() > MAX_RESPONSE_HEAD && self.parse()?.is_none() {
+            if self.response.len() > MAX_RESPONSE_HEAD
+                && self.parse().map_err(|e| self.scrub(e))?.is_none()
+            {
                 return Err(Error::new(
                     WSC_ERR_HANDSHAKE,
                     format!("handshake: response head exceeds {MAX_RESPONSE_HEAD} bytes"),
                 ));
             }
         }
+    }
+
+    /// Error messages quote what the server sent (a reason phrase, a header value), and a
+    /// server may echo the request back: the caller's header values are masked in them.
+    fn scrub(&self, mut e: Error) -> Error {
+        for secret in self.secrets.iter().filter(|s| !s.trim().is_empty()) {
+            e.message = e.message.replace(secret.as_str(), "***");
+        }
+        e
+    }
+
+    /// Whether the bytes read since the last look may complete the head (a blank line after
+    /// the status line) or show it is not HTTP (the first bytes). Parsing only then keeps the
+    /// work linear in the response size: a server dripping its answer a byte at a time would
+    /// otherwise have the whole head re-parsed per byte (quadratic; found by fuzzing).
+    fn worth_parsing(&mut self) -> bool {
+        let buf = &self.response;
+        let from = std::mem::replace(&mut self.scanned, buf.len());
+        let status_at = match self.status_at {
+            Some(at) => at,
+            // Only the new bytes: everything before them was CR/LF.
+            None => match buf[from..].iter().position(|&b| b != b'\r' && b != b'\n') {
+                Some(i) => *self.status_at.insert(from + i),
+                None => return false,
+            },
+        };
+        if from == 0 {
+            return true;
+        }
+        let window = &buf[from.saturating_sub(3).max(status_at)..];
+        window.windows(2).any(|w| w == b"\n\n") || window.windows(3).any(|w| w == b"\n\r\n")
     }
 
     /// Parses and checks the response once its head is complete.
@@ -185,7 +235,8 @@ impl Handshake {
             };
         }
         if code != 101 {
-            let reason = resp.reason.unwrap_or("");
+            // The reason phrase is the server's: quote at most 100 characters of it.
+            let reason: String = resp.reason.unwrap_or("").chars().take(100).collect();
             return Err(Error {
                 http_status: code,
                 ..Error::new(

@@ -36,6 +36,11 @@ mod worker;
 
 pub mod ffi;
 
+/// Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`); not part of the API.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use client::{Client, EventHandler, State, Stats};
 pub use config::Config;
 pub use error::{Error, Result};

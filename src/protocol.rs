@@ -103,8 +103,9 @@ struct Partial {
     utf8_checked: usize,
 }
 
-pub struct Session {
-    frames: FrameSocket<Stream>,
+/// One connection's message layer over `S` (the socket; an in-memory stream when fuzzing).
+pub struct Session<S = Stream> {
+    frames: FrameSocket<S>,
     out: Output,
     state: State,
     partial: Option<Partial>,
@@ -120,14 +121,9 @@ pub struct Session {
     chunker: Option<Chunker>,
 }
 
-impl Session {
-    pub fn new(
-        stream: Stream,
-        tail: Vec<u8>,
-        deflate: Option<&Params>,
-        config: &Config,
-    ) -> Session {
-        Session {
+impl<S: Read + io::Write> Session<S> {
+    pub fn new(stream: S, tail: Vec<u8>, deflate: Option<&Params>, config: &Config) -> Self {
+        Self {
             frames: FrameSocket::from_partially_read(stream, tail),
             out: Output::default(),
             state: State::Active,
@@ -143,7 +139,7 @@ impl Session {
         }
     }
 
-    pub fn stream(&mut self) -> &mut Stream {
+    pub fn stream(&mut self) -> &mut S {
         self.frames.get_mut()
     }
 

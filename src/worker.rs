@@ -476,6 +476,9 @@ impl Worker {
     /// The open-connection loop. Returns how it ended, or None when the client was freed.
     fn drive(&mut self, conn: &mut Conn, mut now: Instant) -> Option<End> {
         let shared = Arc::clone(&self.shared);
+        // The connect loop may have swallowed a wake-up (a close requested while the
+        // handshake finished): look at the control requests once without one.
+        let mut missed_wake = true;
         loop {
             let timeout = self.next_timeout(conn, now);
             if let Err(e) = self.poll.poll(&mut self.events, timeout) {
@@ -485,7 +488,7 @@ impl Worker {
                 }
             }
             now = Instant::now();
-            let mut woken = false;
+            let mut woken = std::mem::take(&mut missed_wake);
             for ev in self.events.iter() {
                 if ev.token() == WAKER {
                     woken = true;

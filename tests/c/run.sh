@@ -25,7 +25,7 @@ libdir="$root/target/release"
 timeout=${WSC_TEST_TIMEOUT:-120}
 
 CFLAGS=(-std=c11 -Wall -Wextra -Werror -pthread -g -I"$root/include")
-SOURCES=(tests/c/main.c tests/c/util.c tests/c/rawws.c tests/c/test_api.c tests/c/test_callback.c tests/c/test_echo.c tests/c/test_raw.c)
+SOURCES=(tests/c/main.c tests/c/util.c tests/c/rawws.c tests/c/test_api.c tests/c/test_callback.c tests/c/test_echo.c tests/c/test_raw.c tests/c/test_stress.c)
 LDFLAGS=(-L"$libdir" -lwsclient -Wl,-rpath,"$libdir")
 
 die() {
