@@ -9,7 +9,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../fuzz"
 
 seconds=${1:-20}
-targets=(url handshake extensions session config)
+targets=(url handshake extensions session config proxy)
 
 missing=""
 cargo +nightly --version >/dev/null 2>&1 || missing="the nightly toolchain"

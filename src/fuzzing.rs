@@ -215,6 +215,51 @@ pub fn config(data: &[u8]) {
     }
 }
 
+/// The proxy code's parsers: the first byte picks one. 0-4: the CONNECT reply and the SOCKS5
+/// method, auth and connect replies, which must ask for more bytes or consume no more than
+/// they were given; else a proxy URL (then NUL, a `no_proxy` list and a host), whose
+/// redacted form must not depend on the password.
+pub fn proxy(data: &[u8]) {
+    use crate::proxy::{self, Parse, ProxyUrl};
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    let parsed = match which % 6 {
+        0 => proxy::parse_connect_reply(rest),
+        1 => proxy::parse_socks5_method(rest, false),
+        2 => proxy::parse_socks5_method(rest, true),
+        3 => proxy::parse_socks5_auth(rest),
+        4 => proxy::parse_socks5_connect(rest),
+        _ => {
+            let Ok(s) = std::str::from_utf8(rest) else {
+                return;
+            };
+            let mut parts = s.split('\0');
+            let url = parts.next().unwrap_or("");
+            // The redacted form must not depend on the password: the same URL with another
+            // password must show the same.
+            if let Ok(p) = ProxyUrl::parse(url) {
+                let userinfo = url.split_once("://").and_then(|(_, r)| r.split_once('@'));
+                if let Some((scheme_user, rest)) = userinfo.and_then(|(ui, rest)| {
+                    let (user, _) = ui.split_once(':')?;
+                    Some((format!("{}://{user}:x", url.split_once("://")?.0), rest))
+                }) {
+                    if let Ok(other) = ProxyUrl::parse(&format!("{scheme_user}@{rest}")) {
+                        assert_eq!(p.redacted(), other.redacted(), "the password shows");
+                    }
+                }
+            }
+            let list = parts.next().unwrap_or("");
+            let host = parts.next().unwrap_or("");
+            let _ = proxy::no_proxy_matches(list, host, 443);
+            return;
+        }
+    };
+    if let Ok(Parse::Done(n)) = parsed {
+        assert!(n <= rest.len(), "consumed {n} of {} bytes", rest.len());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -224,12 +269,13 @@ mod tests {
     #[test]
     fn seeds_and_regressions_replay_cleanly() {
         type Target = (&'static str, fn(&[u8]));
-        let targets: [Target; 5] = [
+        let targets: [Target; 6] = [
             ("url", super::url),
             ("handshake", super::handshake),
             ("extensions", super::extensions),
             ("session", super::session),
             ("config", super::config),
+            ("proxy", super::proxy),
         ];
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
         let mut replayed = 0;
