@@ -15,6 +15,7 @@
 #   pkg-config-build examples/c/Makefile (pkg-config, -Wall -Wextra -Werror); echo_client runs
 #   cmake-build      examples/c/CMakeLists.txt (find_package, wsclient::wsclient); echo_client runs
 #   wscat            two lines piped to wscat come back in order; exit 0
+#   wscat-proxy      the same through a real HTTP CONNECT proxy (tinyproxy) with Basic auth
 #   chat             chat joins, sends a line, leaves; exit 0
 #   telemetry        telemetry survives an echo server restart: reconnects, nothing dropped
 #   destdir          package.sh PREFIX DESTDIR stages under DESTDIR; the staged CMake package is relocatable
@@ -248,6 +249,28 @@ wscat() {
     [ "$(cat "$work/wscat.out")" = "$(printf 'hello\nworld')" ]
 }
 
+# wscat --proxy through tinyproxy (foreground, Basic auth, loopback only).
+wscat_proxy() {
+    command -v tinyproxy >/dev/null || { echo "tinyproxy is not installed"; return 1; }
+    local port
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    printf 'Port %s\nListen 127.0.0.1\nAllow 127.0.0.1\nBasicAuth wscat s3cret\nTimeout 30\n' "$port" >"$work/tinyproxy.conf"
+    tinyproxy -d -c "$work/tinyproxy.conf" >"$work/tinyproxy.log" 2>&1 &
+    local proxy_pid=$!
+    local rc=0
+    for _ in $(seq 50); do # wait until it listens
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+        sleep 0.1
+    done
+    printf 'via\nproxy\n' | timeout 30 "$work/pc-build/wscat" --proxy "http://wscat:s3cret@127.0.0.1:$port" \
+        "ws://127.0.0.1:$server_port/" >"$work/wscat-proxy.out" || rc=$?
+    kill "$proxy_pid" 2>/dev/null
+    wait "$proxy_pid" 2>/dev/null
+    cat "$work/wscat-proxy.out"
+    [ $rc -eq 0 ] && [ "$(cat "$work/wscat-proxy.out")" = "$(printf 'via\nproxy')" ] &&
+        grep -q CONNECT "$work/tinyproxy.log"
+}
+
 chat() {
     printf 'hi there\n' | timeout 30 "$work/pc-build/chat" "ws://127.0.0.1:$server_port/" tester >"$work/chat.out"
     cat "$work/chat.out"
@@ -320,6 +343,7 @@ step static-lib static_lib
 step pkg-config-build pkg_config_build
 step cmake-build cmake_build
 step wscat wscat
+step wscat-proxy wscat_proxy
 step chat chat
 stop_server
 step telemetry telemetry

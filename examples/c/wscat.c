@@ -15,6 +15,10 @@
  *   -H "Name: value"     add a header to the opening handshake (repeatable)
  *   -s NAME              offer a subprotocol (repeatable, in order of preference)
  *   --ca FILE            also trust the CA certificates in the PEM file FILE (wss://)
+ *   --proxy URL          connect through this proxy: http://[user:pass@]host:port (CONNECT)
+ *                        or socks5://[user:pass@]host:port
+ *   --proxy-env          use https_proxy / http_proxy / all_proxy / no_proxy from the
+ *                        environment (when --proxy is not given)
  *   --insecure           do not verify the server's certificate or host name (tests only!)
  *   --ping-interval MS   send a ping every MS milliseconds; a dead connection is detected
  *                        when the pong does not come within the pong timeout (10 s)
@@ -46,7 +50,8 @@
 
 static void usage(const char *prog) {
     fprintf(stderr,
-            "usage: %s [-H 'Name: value']... [-s subprotocol]... [--ca FILE] [--insecure]\n"
+            "usage: %s [-H 'Name: value']... [-s subprotocol]... [--ca FILE] [--proxy URL]\n"
+            "       [--proxy-env] [--insecure]\n"
             "       [--ping-interval MS] [--no-deflate] [-v] URL\n"
             "Sends each line of stdin as a text message and prints the messages received.\n",
             prog);
@@ -88,6 +93,8 @@ static const char *configure(int argc, char **argv, wsc_config *cfg, bool *verbo
             st = wsc_config_add_subprotocol(cfg, value);
         } else if (strcmp(arg, "--ca") == 0 && value != NULL) {
             st = wsc_config_set_ca_file(cfg, value); /* the file is read now */
+        } else if (strcmp(arg, "--proxy") == 0 && value != NULL) {
+            st = wsc_config_set_proxy(cfg, value); /* checked now; credentials never printed */
         } else if (strcmp(arg, "--ping-interval") == 0 && value != NULL) {
             char *end;
             unsigned long ms = strtoul(value, &end, 10);
@@ -101,6 +108,8 @@ static const char *configure(int argc, char **argv, wsc_config *cfg, bool *verbo
             if (strcmp(arg, "--insecure") == 0) {
                 st = wsc_config_set_tls_verify(cfg, false);
                 fprintf(stderr, "wscat: warning: TLS certificate verification is off\n");
+            } else if (strcmp(arg, "--proxy-env") == 0) {
+                st = wsc_config_set_proxy_from_env(cfg, true);
             } else if (strcmp(arg, "--no-deflate") == 0) {
                 st = wsc_config_set_deflate(cfg, false);
             } else if (strcmp(arg, "-v") == 0) {
