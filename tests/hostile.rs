@@ -244,26 +244,6 @@ fn one_mib_single_header_line_is_refused_at_the_head_limit() {
 // Frames after the handshake
 // ------------------------------------------------------------------------------------------
 
-/// A server that completes the handshake, writes `bytes`, then records the code of the
-/// client's close frame and answers it.
-fn faulty_server(bytes: Vec<u8>) -> (RawServer, Arc<ServerLog>) {
-    let log = Arc::new(ServerLog::default());
-    let log2 = Arc::clone(&log);
-    let server = RawServer::start(move |mut s| {
-        if raw_handshake(&mut s).is_err() {
-            return;
-        }
-        let _ = s.write_all(&bytes);
-        let code = read_until_close(&mut s);
-        log2.update(|d| d.closes.push(code.flatten().map(|c| (c, String::new()))));
-        if let Some(Some(code)) = code {
-            let _ = write_frame(&mut s, 0x88, &code.to_be_bytes());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    });
-    (server, log)
-}
-
 /// The server sends `bytes` after the handshake; in both modes the client must report one
 /// ERROR(status), send a close frame with `code` and end with CLOSE(code, LOCAL, status),
 /// delivering no data. Then the process must be healthy.

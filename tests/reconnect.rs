@@ -210,26 +210,8 @@ impl ServerProcess {
     }
 }
 
-fn threads() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("Threads:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-fn fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
 fn settled(baseline: (usize, usize)) -> (usize, usize) {
-    let mut now = (threads(), fds());
-    for _ in 0..250 {
-        if now.0 <= baseline.0 && now.1 <= baseline.1 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-        now = (threads(), fds());
-    }
-    now
+    settled_counts(baseline, Duration::from_secs(5))
 }
 
 /// What one event meant for the accounting of numbered messages.
@@ -271,7 +253,7 @@ fn kill_and_restart(callback: bool, kills: usize) {
     let cfg = reconnect_cfg(0, 1, 20);
     // Warm up once, so lazily created process-wide state is in the baseline.
     drop(TestClient::open(&url, Some(&cfg), callback));
-    let baseline = settled((threads(), fds()));
+    let baseline = settled((thread_count(), fd_count()));
 
     let client = Arc::new(TestClient::start(&url, Some(&cfg), callback));
     client.expect_open();

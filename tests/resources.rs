@@ -6,27 +6,8 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-fn threads() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("Threads:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-fn fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-/// The counts settle once the server's connection threads have ended too.
 fn settled(baseline: (usize, usize)) -> (usize, usize) {
-    let mut now = (threads(), fds());
-    for _ in 0..100 {
-        if now.0 <= baseline.0 && now.1 <= baseline.1 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-        now = (threads(), fds());
-    }
-    now
+    settled_counts(baseline, Duration::from_secs(2))
 }
 
 #[test]
@@ -35,7 +16,7 @@ fn a_thousand_clients_leave_no_thread_or_fd_behind() {
     let url = server.url();
     // Warm up once, so lazily created process-wide state is in the baseline.
     drop(TestClient::open(&url, None, false));
-    let baseline = settled((threads(), fds()));
+    let baseline = settled((thread_count(), fd_count()));
     for i in 0..1000 {
         let callback = i % 2 == 1;
         let (c, _) = TestClient::open(&url, None, callback);

@@ -1455,3 +1455,47 @@ impl Cfg {
         self.ca_file(&localhost_tls().ca_path)
     }
 }
+
+/// A server that completes the handshake, writes `bytes`, then records the code of the
+/// client's close frame (in `closes`) and answers it.
+pub fn faulty_server(bytes: Vec<u8>) -> (RawServer, Arc<ServerLog>) {
+    let log = Arc::new(ServerLog::default());
+    let log2 = Arc::clone(&log);
+    let server = RawServer::start(move |mut s| {
+        if raw_handshake(&mut s).is_err() {
+            return;
+        }
+        let _ = s.write_all(&bytes);
+        let code = read_until_close(&mut s);
+        log2.update(|d| d.closes.push(code.flatten().map(|c| (c, String::new()))));
+        if let Some(Some(code)) = code {
+            let _ = write_frame(&mut s, 0x88, &code.to_be_bytes());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    });
+    (server, log)
+}
+
+/// Threads in this process (Linux: /proc).
+pub fn thread_count() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Threads:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Open file descriptors of this process (Linux: /proc).
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// (threads, fds) once they are back at `baseline` or `max` has passed: the counts settle
+/// once the server's connection threads have ended too.
+pub fn settled_counts(baseline: (usize, usize), max: Duration) -> (usize, usize) {
+    let deadline = Instant::now() + max;
+    let mut now = (thread_count(), fd_count());
+    while (now.0 > baseline.0 || now.1 > baseline.1) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        now = (thread_count(), fd_count());
+    }
+    now
+}
