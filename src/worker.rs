@@ -422,6 +422,8 @@ impl Worker {
         self.pings = PingTimer::default();
         if self.opened_before {
             self.counters.reconnects += 1;
+            // Visible before the OPEN it counts (a callback may read the stats at once).
+            self.shared.stats.publish(&self.counters);
         }
         self.opened_before = true;
         let _ = shared
