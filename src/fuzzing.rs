@@ -254,13 +254,18 @@ pub fn proxy(data: &[u8]) {
     }
 }
 
-/// `url` with the password of its authority's userinfo replaced by `x`; None without one.
+/// `url` with the password of its authority's userinfo replaced by `x`; None without a
+/// non-empty one.
 fn with_other_password(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
     let end = rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
     let (userinfo, host) = authority.rsplit_once('@')?;
-    let (user, _) = userinfo.split_once(':')?;
+    let (user, password) = userinfo.split_once(':')?;
+    // An empty password may mean no credentials at all, which the redacted form does show.
+    if password.is_empty() {
+        return None;
+    }
     Some(format!("{scheme}://{user}:x@{host}{tail}"))
 }
 
