@@ -233,18 +233,20 @@ impl Deflater {
         }
     }
 
-    /// The compressed payload, or None to send this message uncompressed (when the window
-    /// is unusable). Incompressible data is not sent uncompressed otherwise: at level 3 zlib
-    /// falls back to stored blocks (+5 bytes per 64 KiB), and some peers (the Autobahn
-    /// fuzzing server among them) mishandle uncompressed messages in a compressed session.
+    /// A whole message: `compress_piece(input, true)` (the unit tests' shorthand).
+    #[cfg(test)]
     pub fn compress(&mut self, input: &[u8]) -> Option<Vec<u8>> {
         self.compress_piece(input, true)
     }
 
     /// Compresses one piece of a message sent in pieces (or a whole message when `fin`):
     /// every piece is sync-flushed, so the server can decompress what arrived, but only the
-    /// final one loses the trailer and ends the message (RFC 7692 7.2.1). None: as for
-    /// `compress`, the same for every piece of a connection.
+    /// final one loses the trailer and ends the message (RFC 7692 7.2.1).
+    ///
+    /// None: send it uncompressed, the same for every piece of a connection (when the window
+    /// is unusable). Incompressible data is not sent uncompressed otherwise: at level 3 zlib
+    /// falls back to stored blocks (+5 bytes per 64 KiB), and some peers (the Autobahn
+    /// fuzzing server among them) mishandle uncompressed messages in a compressed session.
     pub fn compress_piece(&mut self, input: &[u8], fin: bool) -> Option<Vec<u8>> {
         let c = self.c.as_mut()?;
         let mut out = Vec::with_capacity(input.len() / 2 + 64);

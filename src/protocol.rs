@@ -427,8 +427,8 @@ impl<S: Read + io::Write> Session<S> {
             return Unsent::Kept(Bytes::new());
         }
         match msg {
-            Message::Text(t) => self.write_data(Data::Text, t.into()),
-            Message::Binary(b) => self.write_data(Data::Binary, b),
+            Message::Text(t) => self.write_piece(true, true, true, t.into()),
+            Message::Binary(b) => self.write_piece(false, true, true, b),
             Message::Ping(p) => {
                 self.buffer(Frame::ping(p.clone()));
                 Unsent::Kept(p)
@@ -448,32 +448,10 @@ impl<S: Read + io::Write> Session<S> {
         }
     }
 
-    fn write_data(&mut self, op: Data, payload: Bytes) -> Unsent {
-        let header = |rsv1| FrameHeader {
-            opcode: OpCode::Data(op),
-            rsv1,
-            ..FrameHeader::default()
-        };
-        match self.deflater.as_mut().and_then(|d| d.compress(&payload)) {
-            Some(z) => {
-                self.buffer_owned(header(true), z);
-                Unsent::Kept(payload)
-            }
-            None if payload.len() >= LARGE => {
-                // The library's own copy of the caller's data: mask it in place, no second copy.
-                let key = self.buffer_owned(header(false), Vec::from(payload));
-                Unsent::Masked(self.out.last_piece(), key)
-            }
-            None => {
-                self.buffer(Frame::from_payload(header(false), payload.clone()));
-                Unsent::Kept(payload)
-            }
-        }
-    }
-
-    /// Queues one piece of a message sent in pieces: a text or binary frame for the first,
-    /// continuation frames after it, FIN on the final one. With permessage-deflate each piece
-    /// is compressed in the message's context and flushed; RSV1 goes on the first frame only.
+    /// Queues one piece of a message sent in pieces (a whole message is one piece, first and
+    /// final): a text or binary frame for the first, continuation frames after it, FIN on the
+    /// final one. With permessage-deflate each piece is compressed in the message's context and
+    /// flushed; RSV1 goes on the first frame only.
     pub fn write_piece(&mut self, text: bool, first: bool, fin: bool, payload: Bytes) -> Unsent {
         if self.state != State::Active {
             return Unsent::Kept(Bytes::new());
@@ -499,6 +477,7 @@ impl<S: Read + io::Write> Session<S> {
                 Unsent::Kept(payload)
             }
             None if payload.len() >= LARGE => {
+                // The library's own copy of the caller's data: mask it in place, no second copy.
                 let key = self.buffer_owned(header(false), Vec::from(payload));
                 Unsent::Masked(self.out.last_piece(), key)
             }
