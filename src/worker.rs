@@ -78,6 +78,15 @@ fn kind_of_out(out: &Outgoing) -> EventKind {
     }
 }
 
+/// The payload a `SendFailed` event hands back for a message that was not written.
+fn payload_of(msg: Message) -> Bytes {
+    match msg {
+        Message::Text(t) => t.into(),
+        Message::Binary(b) | Message::Ping(b) => b,
+        _ => Bytes::new(),
+    }
+}
+
 /// Where events go: the caller's handler on this thread, or the poll queue.
 pub enum Sink {
     Callback(crate::EventHandler),
@@ -450,11 +459,7 @@ impl Worker {
                     shared.outbox.hold(out.len(), false);
                     shared.outbox.release(out.len());
                     let kind = kind_of_out(&out);
-                    let payload = match out.msg {
-                        Message::Text(t) => t.into(),
-                        Message::Binary(b) => b,
-                        _ => Bytes::new(),
-                    };
+                    let payload = payload_of(out.msg);
                     unsent.push(Inflight {
                         end: 0,
                         id: out.id,
@@ -950,12 +955,7 @@ impl Worker {
         let queued = queued.map(|out| {
             shared.outbox.release(out.len());
             let kind = kind_of_out(&out);
-            let payload = match out.msg {
-                Message::Text(t) => t.into(),
-                Message::Binary(b) | Message::Ping(b) => b,
-                _ => Bytes::new(),
-            };
-            (out.id, kind, payload)
+            (out.id, kind, payload_of(out.msg))
         });
         let written_in_part = unsent
             .into_iter()
