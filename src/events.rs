@@ -106,6 +106,8 @@ struct Inner {
     events: VecDeque<Event>,
     /// The final `Close` was queued: nothing more will ever arrive.
     finished: bool,
+    /// Pollers asleep on `ready`: without one, the worker makes no wake-up system call.
+    sleepers: usize,
 }
 
 pub enum Popped {
@@ -125,6 +127,7 @@ impl EventQueue {
             inner: Mutex::new(Inner {
                 events: VecDeque::new(),
                 finished: false,
+                sleepers: 0,
             }),
             taken: Mutex::new(VecDeque::new()),
             ready: Condvar::new(),
@@ -159,7 +162,6 @@ impl EventQueue {
         }
         let mut inner = lock(&self.inner);
         let was_empty = inner.events.is_empty();
-        self.has_events.store(true, SeqCst);
         let mut added = 0;
         for ev in batch.drain(..) {
             inner.finished |= ev.kind == EventKind::Close && ev.flags & CLOSE_RECONNECTING == 0;
@@ -174,6 +176,13 @@ impl EventQueue {
             if let Some(fd) = self.fd.get() {
                 fd.set();
             }
+        }
+        // Last, so that a spinning poller does not take the lock while it is still held here.
+        self.has_events.store(true, SeqCst);
+        let wake = was_empty && inner.sleepers > 0;
+        drop(inner);
+        // Outside the lock: a woken poller must not block on it again at once.
+        if wake {
             self.ready.notify_all();
         }
         over
@@ -183,7 +192,11 @@ impl EventQueue {
     pub fn finish(&self) {
         let mut inner = lock(&self.inner);
         inner.finished = true;
-        self.ready.notify_all();
+        let wake = inner.sleepers > 0;
+        drop(inner);
+        if wake {
+            self.ready.notify_all();
+        }
     }
 
     /// Takes the next event, waiting up to `timeout` (None waits forever).
@@ -248,20 +261,28 @@ impl EventQueue {
             if inner.finished {
                 return Some(Popped::Finished);
             }
-            inner = match timeout {
-                None => self.ready.wait(inner).unwrap_or_else(|p| p.into_inner()),
+            let wait = match timeout {
+                None => None,
                 Some(t) => {
                     let now = Instant::now();
                     let d = *deadline.get_or_insert(now + t);
                     if now >= d {
                         return Some(Popped::TimedOut);
                     }
+                    Some(d - now)
+                }
+            };
+            inner.sleepers += 1;
+            inner = match wait {
+                None => self.ready.wait(inner).unwrap_or_else(|p| p.into_inner()),
+                Some(w) => {
                     self.ready
-                        .wait_timeout(inner, d - now)
+                        .wait_timeout(inner, w)
                         .unwrap_or_else(|p| p.into_inner())
                         .0
                 }
             };
+            inner.sleepers -= 1;
         }
     }
 
