@@ -78,6 +78,9 @@ impl Event {
     }
 }
 
+/// See `EventQueue::read_ahead`.
+const READ_AHEAD: usize = 8 << 20;
+
 /// Polls of an empty queue look this many times (half spinning, half yielding the core; a
 /// few tens of microseconds) before sleeping.
 const SPIN: u32 = 128;
@@ -168,7 +171,8 @@ impl EventQueue {
             added += ev.data.len();
             inner.events.push_back(ev);
         }
-        let over = self.bytes.fetch_add(added, SeqCst) + added > self.limit && !inner.finished;
+        let over =
+            self.bytes.fetch_add(added, SeqCst) + added > self.read_ahead() && !inner.finished;
         if over {
             self.reader_paused.store(true, SeqCst);
         }
@@ -217,7 +221,7 @@ impl EventQueue {
             }
         }
         let left = self.bytes.fetch_sub(event.data.len(), SeqCst) - event.data.len();
-        let resume_reader = left <= self.limit / 2
+        let resume_reader = left <= self.read_ahead() / 2
             && self.reader_paused.load(SeqCst)
             && self.reader_paused.swap(false, SeqCst);
         Popped::Event {
@@ -284,6 +288,15 @@ impl EventQueue {
             };
             inner.sleepers -= 1;
         }
+    }
+
+    /// The bytes queued at which the worker pauses reading: the limit, but no more than
+    /// `READ_AHEAD`. Reading further ahead of the caller gains nothing (the socket buffers
+    /// meanwhile), and costs fresh memory: every large message is a new buffer, which the
+    /// allocator hands back to the system when the caller frees a backlog of them, and
+    /// which the next backlog page-faults in again.
+    fn read_ahead(&self) -> usize {
+        self.limit.min(READ_AHEAD)
     }
 
     /// Bytes of received data waiting for the caller.
