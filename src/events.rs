@@ -79,7 +79,7 @@ impl Event {
 }
 
 /// See `EventQueue::read_ahead`.
-const READ_AHEAD: usize = 8 << 20;
+const READ_AHEAD: usize = 2 << 20;
 
 /// Polls of an empty queue look this many times (half spinning, half yielding the core; a
 /// few tens of microseconds) before sleeping.
