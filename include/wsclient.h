@@ -950,8 +950,10 @@ wsc_status wsc_config_set_send_queue_limit(struct wsc_config *cfg, size_t bytes)
 
 /**
  * Poll mode: bytes of received events that may wait for `wsc_client_poll` (default 128 MiB;
- * 0 is refused). Past it the worker stops reading the socket, so TCP pushes back on the
- * server; nothing is dropped. Reading resumes when the queue has drained to half.
+ * 0 is refused). Past it, or past 2 MiB if that is less (reading further ahead of the
+ * caller gains nothing and costs memory), the worker stops reading the socket, so TCP
+ * pushes back on the server; nothing is dropped. Reading resumes when the queue has drained
+ * to half of that.
  */
 wsc_status wsc_config_set_recv_queue_limit(struct wsc_config *cfg, size_t bytes);
 

@@ -78,6 +78,9 @@ impl Event {
     }
 }
 
+/// See `EventQueue::read_ahead`.
+const READ_AHEAD: usize = 2 << 20;
+
 /// Polls of an empty queue look this many times (half spinning, half yielding the core; a
 /// few tens of microseconds) before sleeping.
 const SPIN: u32 = 128;
@@ -106,6 +109,8 @@ struct Inner {
     events: VecDeque<Event>,
     /// The final `Close` was queued: nothing more will ever arrive.
     finished: bool,
+    /// Pollers asleep on `ready`: without one, the worker makes no wake-up system call.
+    sleepers: usize,
 }
 
 pub enum Popped {
@@ -125,6 +130,7 @@ impl EventQueue {
             inner: Mutex::new(Inner {
                 events: VecDeque::new(),
                 finished: false,
+                sleepers: 0,
             }),
             taken: Mutex::new(VecDeque::new()),
             ready: Condvar::new(),
@@ -159,14 +165,14 @@ impl EventQueue {
         }
         let mut inner = lock(&self.inner);
         let was_empty = inner.events.is_empty();
-        self.has_events.store(true, SeqCst);
         let mut added = 0;
         for ev in batch.drain(..) {
             inner.finished |= ev.kind == EventKind::Close && ev.flags & CLOSE_RECONNECTING == 0;
             added += ev.data.len();
             inner.events.push_back(ev);
         }
-        let over = self.bytes.fetch_add(added, SeqCst) + added > self.limit && !inner.finished;
+        let over =
+            self.bytes.fetch_add(added, SeqCst) + added > self.read_ahead() && !inner.finished;
         if over {
             self.reader_paused.store(true, SeqCst);
         }
@@ -174,6 +180,13 @@ impl EventQueue {
             if let Some(fd) = self.fd.get() {
                 fd.set();
             }
+        }
+        // Last, so that a spinning poller does not take the lock while it is still held here.
+        self.has_events.store(true, SeqCst);
+        let wake = was_empty && inner.sleepers > 0;
+        drop(inner);
+        // Outside the lock: a woken poller must not block on it again at once.
+        if wake {
             self.ready.notify_all();
         }
         over
@@ -183,7 +196,11 @@ impl EventQueue {
     pub fn finish(&self) {
         let mut inner = lock(&self.inner);
         inner.finished = true;
-        self.ready.notify_all();
+        let wake = inner.sleepers > 0;
+        drop(inner);
+        if wake {
+            self.ready.notify_all();
+        }
     }
 
     /// Takes the next event, waiting up to `timeout` (None waits forever).
@@ -204,7 +221,7 @@ impl EventQueue {
             }
         }
         let left = self.bytes.fetch_sub(event.data.len(), SeqCst) - event.data.len();
-        let resume_reader = left <= self.limit / 2
+        let resume_reader = left <= self.read_ahead() / 2
             && self.reader_paused.load(SeqCst)
             && self.reader_paused.swap(false, SeqCst);
         Popped::Event {
@@ -248,21 +265,38 @@ impl EventQueue {
             if inner.finished {
                 return Some(Popped::Finished);
             }
-            inner = match timeout {
-                None => self.ready.wait(inner).unwrap_or_else(|p| p.into_inner()),
+            let wait = match timeout {
+                None => None,
                 Some(t) => {
                     let now = Instant::now();
                     let d = *deadline.get_or_insert(now + t);
                     if now >= d {
                         return Some(Popped::TimedOut);
                     }
+                    Some(d - now)
+                }
+            };
+            inner.sleepers += 1;
+            inner = match wait {
+                None => self.ready.wait(inner).unwrap_or_else(|p| p.into_inner()),
+                Some(w) => {
                     self.ready
-                        .wait_timeout(inner, d - now)
+                        .wait_timeout(inner, w)
                         .unwrap_or_else(|p| p.into_inner())
                         .0
                 }
             };
+            inner.sleepers -= 1;
         }
+    }
+
+    /// The bytes queued at which the worker pauses reading: the limit, but no more than
+    /// `READ_AHEAD`. Reading further ahead of the caller gains nothing (the socket buffers
+    /// meanwhile), and costs fresh memory: every large message is a new buffer, which the
+    /// allocator hands back to the system when the caller frees a backlog of them, and
+    /// which the next backlog page-faults in again.
+    fn read_ahead(&self) -> usize {
+        self.limit.min(READ_AHEAD)
     }
 
     /// Bytes of received data waiting for the caller.

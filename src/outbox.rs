@@ -249,7 +249,10 @@ impl Outbox {
         let id = self.next_id.fetch_add(1, SeqCst);
         // The receiver lives as long as self, so this cannot fail.
         let _ = self.tx.send(Outgoing { id, msg, piece });
-        if !self.wake_pending.swap(true, SeqCst) {
+        // A send from the client's own callback needs no wake-up: the worker is running
+        // that callback and looks at the queue before it waits again (`wake_pending` stays
+        // set until then, which spares other senders' wake-ups too).
+        if !self.wake_pending.swap(true, SeqCst) && !self.on_worker_thread() {
             self.wake();
         }
         Ok(id)

@@ -372,6 +372,15 @@ fn resolve(io: &mut Io, host: &str, port: u16) -> Result<Vec<SocketAddr>> {
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
+    // Loopback by definition (RFC 6761 6.3), as browsers treat it: no resolver thread and
+    // no getaddrinfo (nsswitch, /etc/hosts) on every connect to a local server.
+    if host.eq_ignore_ascii_case("localhost") {
+        use std::net::{Ipv4Addr, Ipv6Addr};
+        return Ok(vec![
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port),
+        ]);
+    }
     wsc_log!(Level::Debug, "resolving {host:?}");
     let (tx, rx) = crossbeam_channel::bounded(1);
     let name = host.to_owned();

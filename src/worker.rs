@@ -37,6 +37,8 @@ const WRITE_BATCH: usize = 1 << 20;
 const LINGER: Duration = Duration::from_secs(1);
 /// Poll mode: hand events to the caller at least this often while reading a burst.
 const EVENT_BATCH: usize = 64;
+/// Poll mode: an event of this many bytes is handed over without waiting for the batch.
+const LARGE_EVENT: usize = 64 << 10;
 
 /// State shared by the client handle and its worker.
 pub struct Shared {
@@ -888,7 +890,9 @@ impl Worker {
                     }
                 }
             }
-            if n % EVENT_BATCH == EVENT_BATCH - 1 {
+            // A large message goes to the caller at once: the reader pauses on bytes queued.
+            let large = matches!(self.batch.last(), Some(e) if e.data.len() >= LARGE_EVENT);
+            if n % EVENT_BATCH == EVENT_BATCH - 1 || large {
                 self.publish(conn);
                 self.deliver();
                 if self.paused {
