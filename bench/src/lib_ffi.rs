@@ -14,7 +14,9 @@ use wsclient::ffi::status::*;
 /// `wsc_worker_mode` (a C enum): the worker that drives a client.
 #[cfg(feature = "shared")]
 #[allow(non_camel_case_types)]
-type wsc_worker_mode = u32;
+type wsc_worker_mode = i32;
+#[cfg(feature = "shared")]
+const WSC_WORKER_THREAD: wsc_worker_mode = 0;
 #[cfg(feature = "shared")]
 const WSC_WORKER_SHARED: wsc_worker_mode = 1;
 
@@ -85,16 +87,26 @@ impl Config {
     pub fn new(ca_file: Option<&Path>, shared: bool) -> Config {
         let cfg = wsc_config_new();
         assert!(!cfg.is_null());
-        if shared {
-            #[cfg(feature = "shared")]
+        // Set either way when the library has the call: `WSC_WORKER=shared` in the
+        // environment would otherwise turn lib-poll and lib-cb into shared mode too.
+        #[cfg(feature = "shared")]
+        {
+            let mode = if shared {
+                WSC_WORKER_SHARED
+            } else {
+                WSC_WORKER_THREAD
+            };
             // SAFETY: live config.
             check(
-                unsafe { wsc_config_set_worker(cfg.cast(), WSC_WORKER_SHARED) },
+                unsafe { wsc_config_set_worker(cfg.cast(), mode) },
                 "wsc_config_set_worker",
             );
-            #[cfg(not(feature = "shared"))]
-            panic!("shared worker mode: built without the cargo feature `shared`");
         }
+        #[cfg(not(feature = "shared"))]
+        assert!(
+            !shared,
+            "shared worker mode: built without the cargo feature `shared`"
+        );
         if let Some(path) = ca_file {
             let p = CString::new(path.to_str().unwrap()).unwrap();
             // SAFETY: live config, NUL-terminated path.
