@@ -46,6 +46,11 @@
 #define DEFAULT_MAX_REDIRECTS 3
 
 /**
+ * Largest pool `wsc_set_shared_worker_threads` accepts.
+ */
+#define MAX_THREADS 64
+
+/**
  * Largest CONNECT answer head accepted; a proxy sending more is refused, not buffered.
  */
 #define MAX_CONNECT_REPLY (8 * 1024)
@@ -331,6 +336,11 @@ typedef int32_t wsc_log_level;
  */
 typedef void (*wsc_log_cb)(void *user_data, wsc_log_level level, const char *message, size_t len);
 
+/**
+ * How a client's connection is driven (`wsc_config_set_worker`).
+ */
+typedef int32_t wsc_worker_mode;
+
 
 
 
@@ -587,6 +597,19 @@ typedef void (*wsc_log_cb)(void *user_data, wsc_log_level level, const char *mes
  * (`wsc_client_response_header`).
  */
 #define WSC_ERR_NOT_FOUND 16
+
+/**
+ * A worker thread of the client's own (the default): its callbacks may block it without
+ * holding up any other client.
+ */
+#define WSC_WORKER_THREAD 0
+
+/**
+ * One of a few process-wide shared worker threads drives the open connection, beside many
+ * others: an idle connection then costs one descriptor and its buffers, not a thread, a
+ * poller and a waker, so a process can hold tens of thousands.
+ */
+#define WSC_WORKER_SHARED 1
 
 #ifdef __cplusplus
 extern "C" {
@@ -1365,6 +1388,37 @@ wsc_status wsc_config_set_tls_server_name(struct wsc_config *cfg, const char *na
  * certificate's host; use this only for test setups.
  */
 wsc_status wsc_config_set_tls_verify_hostname(struct wsc_config *cfg, bool verify);
+
+/**
+ * Chooses who drives the connections of clients made from this config. The default is
+ * `WSC_WORKER_THREAD`, unless the environment variable `WSC_WORKER` is `shared` when the
+ * config is created (to try a program in shared mode without changing it).
+ *
+ * With `WSC_WORKER_SHARED`, connecting (DNS, proxy, TLS, the handshake, and the waits
+ * between reconnect attempts) runs on a short-lived thread of the client's, as in thread
+ * mode; once open, the connection is handed to the shared worker with the fewest
+ * connections, which drives it until it ends. Everything else is the same: the same events
+ * in the same order, poll mode and the event fd, callbacks, reconnect, flow control.
+ * Callbacks of one client still never run concurrently, but they run on whichever thread
+ * drives it now (the connecting thread for `OPEN` and connect failures, the shared worker
+ * afterwards), and a callback that blocks holds up every connection on that shared worker:
+ * keep callbacks short, or use poll mode. On a shared worker thread a blocking send never
+ * waits (it fails with `WSC_ERR_QUEUE_FULL`, as on a client's own thread). If the shared
+ * workers cannot be started, the connection stays on its own thread (a warning is logged).
+ *
+ * Returns `WSC_ERR_INVALID_ARGUMENT` for NULL or another value.
+ */
+wsc_status wsc_config_set_worker(struct wsc_config *cfg, wsc_worker_mode mode);
+
+/**
+ * Sets how many shared worker threads the process starts when the first client in
+ * `WSC_WORKER_SHARED` mode opens: 1 to 64, or 0 for the default (one per CPU, at most 8).
+ * They run until the process exits. Thread-safe.
+ *
+ * Returns `WSC_ERR_INVALID_STATE` once they have started, `WSC_ERR_INVALID_ARGUMENT` for more
+ * than 64.
+ */
+wsc_status wsc_set_shared_worker_threads(uint32_t threads);
 
 #ifdef __cplusplus
 }  // extern "C"

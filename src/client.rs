@@ -6,8 +6,7 @@ use crate::events::{lock, Event, EventQueue, Popped};
 use crate::outbox::Outbox;
 use crate::stats::{Counters, SharedCounters};
 use crate::target::Target;
-use crate::transport::WAKER;
-use crate::worker::{self, Shared, Sink, STATE_CONNECTING, STATE_IDLE};
+use crate::worker::{self, Shared, Sink, Waiter, STATE_CONNECTING, STATE_IDLE};
 use crate::*;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
@@ -60,6 +59,7 @@ impl Client {
             stop: AtomicBool::new(false),
             reconnect: Default::default(),
             response: std::sync::OnceLock::new(),
+            done: Default::default(),
         };
         Ok(Client {
             shared: Arc::new(shared),
@@ -115,14 +115,13 @@ impl Client {
         let internal = |e: std::io::Error| {
             Error::new(WSC_ERR_INTERNAL, format!("cannot start the worker: {e}"))
         };
-        let poll = mio::Poll::new().map_err(internal)?;
-        let waker = mio::Waker::new(poll.registry(), WAKER).map_err(internal)?;
-        self.shared.outbox.open(waker);
+        let waiter = Waiter::new(&self.shared.outbox).map_err(internal)?;
+        self.shared.outbox.open();
         let sink = match lock(&self.handler).take() {
             Some(h) => Sink::Callback(h),
             None => Sink::Queue(Arc::clone(&self.queue)),
         };
-        worker::spawn(Arc::clone(&self.shared), poll, sink).map_err(internal)
+        worker::spawn(Arc::clone(&self.shared), waiter, sink).map_err(internal)
     }
 
     pub fn send_text(&self, text: &[u8]) -> Result<u64> {
@@ -349,15 +348,20 @@ impl Client {
 }
 
 impl Drop for Client {
-    /// Stops the worker and waits for it, except from inside its own callback, where it
-    /// cannot wait for itself: then the worker exits as soon as the callback returns.
+    /// Stops the worker and waits for it, except from inside a callback on the thread that
+    /// drives it, which cannot wait for itself: then the worker stops as soon as the
+    /// callback returns (it delivers nothing more).
     fn drop(&mut self) {
         self.shared.stop.store(true, SeqCst);
         self.shared.outbox.request(|c| c.shutdown = true);
-        if let Some(handle) = lock(&self.worker).take() {
-            if handle.thread().id() != std::thread::current().id() {
-                let _ = handle.join();
-            }
+        let Some(handle) = lock(&self.worker).take() else {
+            return; // never connected: no worker
+        };
+        // In shared mode the worker may live on a shared thread by now: wait for it to
+        // leave the connection, wherever it is, unless this is that thread.
+        if !self.shared.outbox.on_worker_thread() {
+            self.shared.done.wait();
+            let _ = handle.join();
         }
     }
 }

@@ -47,6 +47,25 @@ pub struct Config {
     pub stream_chunk_size: usize,
     /// Streaming: largest incoming message (decompressed); 0: unlimited.
     pub max_streamed_message_size: u64,
+    /// Who drives the open connection: a thread of its own, or a shared worker.
+    pub worker: WorkerMode,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerMode {
+    Thread,
+    Shared,
+}
+
+impl WorkerMode {
+    /// The default: a thread per client, unless the environment says `WSC_WORKER=shared`
+    /// (to run a program, or a test suite, in shared mode without changing its code).
+    fn from_env() -> Self {
+        match std::env::var_os("WSC_WORKER") {
+            Some(v) if v == "shared" => WorkerMode::Shared,
+            _ => WorkerMode::Thread,
+        }
+    }
 }
 
 pub(crate) const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
@@ -82,6 +101,7 @@ impl Default for Config {
             unix_socket: None,
             stream_chunk_size: 0,
             max_streamed_message_size: DEFAULT_MAX_STREAMED,
+            worker: WorkerMode::from_env(),
         }
     }
 }

@@ -23,6 +23,7 @@ mod log;
 mod notify;
 mod outbox;
 mod output;
+mod pool;
 mod protocol;
 mod proxy;
 mod ratelimit;

@@ -6,10 +6,9 @@ use crate::error::{Error, Result};
 use crate::events::lock;
 use crate::{WSC_ERR_NOT_CONNECTED, WSC_ERR_QUEUE_FULL};
 use crossbeam_channel::{Receiver, Sender};
-use once_cell::sync::OnceCell;
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
-use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 use tungstenite::Message;
 
@@ -61,13 +60,37 @@ pub struct Outbox {
     next_id: AtomicU64,
     /// Set by the first sender after the worker last looked; clears on the worker's side.
     wake_pending: AtomicBool,
-    waker: OnceCell<Arc<mio::Waker>>,
+    /// Wakes whoever drives the connection now: the client's own worker thread, or a shared
+    /// worker (swapped at hand-over; locked only on a wake-up, not per message).
+    waker: Mutex<Option<Arc<dyn Wake>>>,
     pub control: Mutex<Control>,
     marks: Watermarks,
     /// Blocking sends wait here for `release`.
     space: SpaceWait,
     send_timeout: Duration,
-    worker_thread: OnceCell<ThreadId>,
+}
+
+/// Something that makes a worker look at its client: a mio waker, or a shared worker's slot.
+pub trait Wake: Send + Sync {
+    fn wake(&self);
+}
+
+impl Wake for mio::Waker {
+    fn wake(&self) {
+        let _ = mio::Waker::wake(self);
+    }
+}
+
+thread_local! {
+    /// The outbox whose worker runs on this thread now (0: none).
+    static DRIVING: Cell<usize> = const { Cell::new(0) };
+    /// A shared worker thread, which runs many clients' callbacks.
+    static SHARED_WORKER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks this thread as a shared worker thread for its whole life.
+pub fn mark_shared_worker_thread() {
+    SHARED_WORKER.with(|s| s.set(true));
 }
 
 /// Why `try_push` did not queue a message.
@@ -105,19 +128,24 @@ impl Outbox {
             limit,
             next_id: AtomicU64::new(1),
             wake_pending: AtomicBool::new(false),
-            waker: OnceCell::new(),
+            waker: Mutex::new(None),
             control: Mutex::new(Control::default()),
             marks: Watermarks::new(flow),
             space: SpaceWait::default(),
             send_timeout: flow.send_timeout,
-            worker_thread: OnceCell::new(),
         }
     }
 
     /// Called once at connect: from now on the worker can be woken and messages accepted.
-    pub fn open(&self, waker: mio::Waker) {
-        let _ = self.waker.set(Arc::new(waker));
+    pub fn open(&self) {
         self.gate.fetch_and(!GATE_CLOSED, SeqCst);
+    }
+
+    /// Points wake-ups at a new driver (the connection moved to or from a shared worker).
+    /// The new driver must look at the queue once without a wake-up: one may have gone to
+    /// the old.
+    pub fn set_waker(&self, waker: Arc<dyn Wake>) {
+        *lock(&self.waker) = Some(waker);
     }
 
     /// Queues a message for the worker; returns its send id.
@@ -227,13 +255,17 @@ impl Outbox {
         Ok(id)
     }
 
-    /// Worker side, at start: sends from this thread never wait.
-    pub fn set_worker_thread(&self) {
-        let _ = self.worker_thread.set(std::thread::current().id());
+    /// Worker side: marks this thread as the one driving this client (sends from it never
+    /// wait) until the guard drops.
+    pub fn driving(&self) -> DrivingGuard {
+        let before = DRIVING.with(|d| d.replace(self as *const Outbox as usize));
+        DrivingGuard { before }
     }
 
-    fn on_worker_thread(&self) -> bool {
-        self.worker_thread.get() == Some(&std::thread::current().id())
+    /// This thread runs this client's worker, or is a shared worker thread: waiting here for
+    /// room would wait for a worker that cannot run.
+    pub fn on_worker_thread(&self) -> bool {
+        SHARED_WORKER.with(Cell::get) || DRIVING.with(Cell::get) == self as *const Outbox as usize
     }
 
     /// Worker side: the next watermark event to emit, if any (call until None).
@@ -279,13 +311,14 @@ impl Outbox {
     }
 
     /// A handle that wakes the worker from another thread (the DNS resolver).
-    pub fn waker(&self) -> Option<Arc<mio::Waker>> {
-        self.waker.get().cloned()
+    pub fn waker(&self) -> Option<Arc<dyn Wake>> {
+        lock(&self.waker).clone()
     }
 
     pub fn wake(&self) {
-        if let Some(w) = self.waker.get() {
-            let _ = w.wake();
+        let waker = lock(&self.waker).clone();
+        if let Some(w) = waker {
+            w.wake();
         }
     }
 
@@ -328,5 +361,16 @@ impl Outbox {
 
     pub fn queued_bytes(&self) -> usize {
         self.queued_bytes.load(SeqCst)
+    }
+}
+
+/// Restores what the thread drove before (see `Outbox::driving`).
+pub struct DrivingGuard {
+    before: usize,
+}
+
+impl Drop for DrivingGuard {
+    fn drop(&mut self) {
+        DRIVING.with(|d| d.set(self.before));
     }
 }

@@ -98,17 +98,30 @@ impl Stream {
         matches!(self.inner, Inner::Tls(_))
     }
 
-    /// Takes the socket off the poller, before it is dropped for a new one.
-    fn deregister(&mut self, registry: &mio::Registry) {
-        let sock = match &mut self.inner {
+    fn sock(&mut self) -> &mut Sock {
+        match &mut self.inner {
             Inner::Plain(s) => s,
             Inner::Tls(s) => s.get_mut(),
-        };
-        let _ = match sock {
+        }
+    }
+
+    /// Takes the socket off a poller (before it is dropped, or moves to another).
+    pub(crate) fn deregister(&mut self, registry: &mio::Registry) {
+        let _ = match self.sock() {
             Sock::Tcp(s) => registry.deregister(s),
             #[cfg(unix)]
             Sock::Unix(s) => registry.deregister(s),
         };
+    }
+
+    /// Puts the socket on a shared worker's poller.
+    pub(crate) fn register(&mut self, registry: &mio::Registry, token: Token) -> io::Result<()> {
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        match self.sock() {
+            Sock::Tcp(s) => registry.register(s, token, interest),
+            #[cfg(unix)]
+            Sock::Unix(s) => registry.register(s, token, interest),
+        }
     }
 }
 
@@ -372,7 +385,7 @@ fn resolve(io: &mut Io, host: &str, port: u16) -> Result<Vec<SocketAddr>> {
                     .map(Iterator::collect::<Vec<_>>),
             );
             if let Some(w) = waker {
-                let _ = w.wake();
+                w.wake();
             }
         })
         .map_err(|e| Error::new(WSC_ERR_INTERNAL, format!("cannot start the resolver: {e}")))?;

@@ -52,6 +52,64 @@ pub struct Shared {
     pub reconnect: crate::reconnect::Live,
     /// The handshake's last answer, set once before OPEN (or the connect failure's ERROR).
     pub response: std::sync::OnceLock<crate::http_extras::Response>,
+    /// Set when the worker is gone for good: `wsc_client_free` waits for it.
+    pub done: Done,
+}
+
+/// A one-way flag another thread can wait for.
+#[derive(Default)]
+pub struct Done {
+    flag: std::sync::Mutex<bool>,
+    cv: std::sync::Condvar,
+}
+
+impl Done {
+    fn set(&self) {
+        *lock(&self.flag) = true;
+        self.cv.notify_all();
+    }
+
+    pub fn wait(&self) {
+        let mut done = lock(&self.flag);
+        while !*done {
+            done = self.cv.wait(done).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// A thread's own poller: a client's for its whole life in thread mode; in shared mode only
+/// while connecting (and between reconnect attempts).
+pub struct Waiter {
+    poll: Poll,
+    events: Events,
+}
+
+impl Waiter {
+    /// A poller whose waker the outbox uses from now on.
+    pub fn new(outbox: &Outbox) -> io::Result<Waiter> {
+        let poll = Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), WAKER)?;
+        outbox.set_waker(Arc::new(waker));
+        Ok(Waiter {
+            poll,
+            events: Events::with_capacity(16),
+        })
+    }
+}
+
+/// What one turn of an open connection leaves to do.
+pub enum Turn {
+    /// Wait for an event or this long (None: no timer).
+    Wait(Option<Duration>),
+    Ended(End),
+    /// The client was freed.
+    Freed,
+}
+
+/// The end of a connection and the messages in flight then.
+pub struct Ended {
+    end: End,
+    unsent: Vec<Inflight>,
 }
 
 pub(crate) const STATE_IDLE: u8 = 0;
@@ -94,7 +152,7 @@ pub enum Sink {
 }
 
 /// How a connection ended, turned into the final events by `finish`.
-struct End {
+pub struct End {
     error: Option<Error>,
     code: u16,
     reason: Bytes,
@@ -112,7 +170,7 @@ impl End {
             status: WSC_OK,
         }
     }
-    fn failed(error: Error, code: u16, flags: u32) -> Self {
+    pub(crate) fn failed(error: Error, code: u16, flags: u32) -> Self {
         let status = error.status;
         End {
             error: Some(error),
@@ -132,7 +190,7 @@ impl End {
 }
 
 /// The open connection and what the loop knows about it.
-struct Conn {
+pub struct Conn {
     ws: Session,
     read_ready: bool,
     write_blocked: bool,
@@ -150,6 +208,9 @@ struct Conn {
     /// After a failure, our side of TCP is shut and incoming bytes are dropped.
     write_shut: bool,
     close_deadline: Option<Instant>,
+    /// The subprotocol, until the OPEN event is emitted by the first turn (on the thread that
+    /// drives the connection, so all events of an open connection come from one thread).
+    announce: Option<String>,
     /// Messages handed to the session, until all their bytes are written: reported as
     /// `SendFailed` if the connection ends first.
     inflight: VecDeque<Inflight>,
@@ -161,7 +222,7 @@ struct Conn {
 }
 
 /// A message handed to the session whose bytes are not all written yet.
-struct Inflight {
+pub struct Inflight {
     /// Stream position where the message's frame ends.
     end: u64,
     id: u64,
@@ -172,8 +233,9 @@ struct Inflight {
 }
 
 impl Conn {
-    fn new(ws: Session, heartbeat: Heartbeat) -> Conn {
+    fn new(ws: Session, heartbeat: Heartbeat, subprotocol: String) -> Conn {
         Conn {
+            announce: Some(subprotocol),
             ws,
             // The handshake may have read frames already: look before waiting.
             read_ready: true,
@@ -190,6 +252,20 @@ impl Conn {
             piece_open: false,
             held: VecDeque::new(),
         }
+    }
+
+    /// Takes in what the poller says of the socket.
+    pub fn on_ready(&mut self, ev: &mio::event::Event) {
+        self.read_ready |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
+        if ev.is_writable() || ev.is_error() {
+            self.write_blocked = false;
+            self.want_flush = true;
+        }
+    }
+
+    /// The socket, to move it between pollers.
+    pub fn stream(&mut self) -> &mut crate::transport::Stream {
+        self.ws.stream()
     }
 
     /// New messages may still be handed to the session.
@@ -260,8 +336,6 @@ pub struct Worker {
     /// Reconnect: a message in pieces was open on the connection that dropped; its remaining
     /// pieces cannot continue it on another one and are handed back up to its last.
     orphan_pieces: bool,
-    poll: Poll,
-    events: Events,
     /// Counted here, published to `shared.stats`; frames of the current session excluded.
     counters: Counters,
     pings: PingTimer,
@@ -277,7 +351,7 @@ pub struct Worker {
 
 pub fn spawn(
     shared: Arc<Shared>,
-    poll: Poll,
+    waiter: Waiter,
     sink: Sink,
 ) -> io::Result<std::thread::JoinHandle<()>> {
     let flow = &shared.config.flow;
@@ -293,8 +367,6 @@ pub fn spawn(
         batch: Vec::new(),
         paused: false,
         orphan_pieces: false,
-        poll,
-        events: Events::with_capacity(16),
         counters: Counters::default(),
         pings: PingTimer::default(),
         opened_before: false,
@@ -302,75 +374,188 @@ pub fn spawn(
         rate_held: None,
         rate_wait: None,
     };
-    std::thread::Builder::new()
-        .name("wsclient".into())
-        .spawn(move || worker.run())
+    worker.start(waiter, 0, None)
 }
 
-impl Worker {
-    fn run(mut self) {
-        self.shared.outbox.set_worker_thread();
-        let outcome = catch_unwind(AssertUnwindSafe(|| self.run_connection()));
-        if let Err(panic) = outcome {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            let err = Error::new(
-                WSC_ERR_INTERNAL,
-                format!("internal error: worker panicked: {what}"),
-            );
-            // The panic may have come from inside `finish`; reporting again is still right.
-            let _ = catch_unwind(AssertUnwindSafe(|| {
-                self.finish(End::failed(err, 1006, CLOSE_ABNORMAL), Vec::new())
-            }));
-        }
+impl Drop for Worker {
+    /// The worker's life is over, wherever it ended: poll mode sees the end of events, and
+    /// `wsc_client_free` stops waiting.
+    fn drop(&mut self) {
         if let Sink::Queue(q) = &self.sink {
             q.finish();
         }
+        self.shared.done.set();
+    }
+}
+
+impl Worker {
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
-    /// One connection, or with a reconnect policy a series of attempts until one ends for good.
-    fn run_connection(&mut self) {
+    /// Runs the worker's connect attempts on a thread of its own; `ended` is the connection
+    /// a shared worker saw end, with the reconnect delay it drew.
+    fn start(
+        self,
+        waiter: Waiter,
+        attempt: u32,
+        ended: Option<(Ended, Duration)>,
+    ) -> io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("wsclient".into())
+            .spawn(move || self.run(waiter, attempt, ended))
+    }
+
+    fn run(mut self, mut waiter: Waiter, attempt: u32, ended: Option<(Ended, Duration)>) {
         let shared = Arc::clone(&self.shared);
-        // Reconnect attempts since the last open.
-        let mut attempt = 0u32;
-        loop {
-            let Some((end, unsent, opened)) = self.attempt() else {
-                return;
-            };
-            attempt = if opened { 1 } else { attempt + 1 };
-            let by_caller = shared.reconnect.closed.load(SeqCst);
-            let policy = &shared.config.reconnect;
-            let Some(delay) = policy.next_delay(&end.ending(), by_caller, attempt) else {
-                return self.finish(end, unsent);
-            };
-            self.end_attempt(end, unsent, false);
-            let mut ev = Event::new(EventKind::Reconnecting, Bytes::new());
-            ev.id = attempt.into();
-            ev.flags = delay.as_millis().min(u32::MAX.into()) as u32;
-            self.emit(ev);
-            self.deliver();
-            match self.back_off(delay) {
-                Some(true) => {}
-                Some(false) => {
-                    let reason = Bytes::from_static(b"closed while reconnecting");
-                    let end = End::clean(1006, reason, CLOSE_LOCAL | CLOSE_ABNORMAL);
-                    return self.finish(end, Vec::new());
-                }
-                None => return,
+        let _driving = shared.outbox.driving();
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.live(&mut waiter, attempt, ended)));
+        match outcome {
+            Ok(Some((conn, pool))) => {
+                drop(waiter);
+                pool.adopt(self, conn);
             }
-            shared.reconnect.run_hook(attempt);
-            if shared.stop.load(SeqCst) {
-                return; // freed by the hook
-            }
+            Ok(None) => {}
+            Err(panic) => self.report_panic(panic),
         }
+    }
+
+    /// Reports a panic of the worker's own code as an internal error and the end.
+    pub fn report_panic(&mut self, panic: Box<dyn std::any::Any + Send>) {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let err = Error::new(
+            WSC_ERR_INTERNAL,
+            format!("internal error: worker panicked: {what}"),
+        );
+        // The panic may have come from inside `finish`; reporting again is still right.
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            self.finish(End::failed(err, 1006, CLOSE_ABNORMAL), Vec::new())
+        }));
+    }
+
+    /// One connection, or with a reconnect policy a series of attempts until one ends for
+    /// good. In shared mode, returns the open connection for a shared worker to drive.
+    fn live(
+        &mut self,
+        waiter: &mut Waiter,
+        mut attempt: u32,
+        mut ended: Option<(Ended, Duration)>,
+    ) -> Option<(Conn, &'static crate::pool::Reactor)> {
+        loop {
+            if let Some((e, delay)) = ended.take() {
+                if !self.reconnect_after(waiter, e, attempt, delay) {
+                    return None;
+                }
+            }
+            let ending = match self.open(waiter) {
+                Ok(mut conn) => {
+                    attempt = 1;
+                    if self.shared.config.worker == crate::config::WorkerMode::Shared {
+                        match crate::pool::reactor() {
+                            Ok(pool) => {
+                                conn.stream().deregister(waiter.poll.registry());
+                                return Some((conn, pool));
+                            }
+                            Err(e) => wsc_log!(
+                                Level::Warn,
+                                "shared workers unavailable, driving on this thread: {e}"
+                            ),
+                        }
+                    }
+                    match self.drive(waiter, &mut conn) {
+                        Some(end) => self.ended(conn, end),
+                        None => {
+                            self.leave_quietly(&mut conn);
+                            return None;
+                        }
+                    }
+                }
+                Err(end) => {
+                    attempt += 1;
+                    Ended {
+                        end,
+                        unsent: Vec::new(),
+                    }
+                }
+            };
+            let Some(delay) = self.next_delay(&ending.end, attempt) else {
+                self.finish(ending.end, ending.unsent);
+                return None;
+            };
+            ended = Some((ending, delay));
+        }
+    }
+
+    /// The reconnect delay before attempt number `attempt`; None when this end is final.
+    fn next_delay(&mut self, ended: &End, attempt: u32) -> Option<Duration> {
+        let by_caller = self.shared.reconnect.closed.load(SeqCst);
+        self.shared
+            .config
+            .reconnect
+            .next_delay(&ended.ending(), by_caller, attempt)
+    }
+
+    /// A shared worker saw the connection end: reconnect on a thread of its own, or report
+    /// the end here.
+    pub fn after_shared(mut self, conn: Conn, end: End) {
+        let ended = self.ended(conn, end);
+        let Some(delay) = self.next_delay(&ended.end, 1) else {
+            return self.finish(ended.end, ended.unsent);
+        };
+        let waiter = match Waiter::new(&self.shared.outbox) {
+            Ok(w) => w,
+            Err(e) => {
+                wsc_log!(Level::Error, "cannot reconnect: no poller: {e}");
+                return self.finish(ended.end, ended.unsent);
+            }
+        };
+        if let Err(e) = self.start_detached(waiter, ended, delay) {
+            wsc_log!(Level::Error, "cannot start a reconnect thread: {e}");
+        }
+    }
+
+    fn start_detached(self, waiter: Waiter, ended: Ended, delay: Duration) -> io::Result<()> {
+        self.start(waiter, 1, Some((ended, delay))).map(drop)
+    }
+
+    /// Reports the end of an attempt, waits out the delay and runs the hook. False when the
+    /// client's life is over (closed or freed meanwhile).
+    fn reconnect_after(
+        &mut self,
+        waiter: &mut Waiter,
+        ended: Ended,
+        attempt: u32,
+        delay: Duration,
+    ) -> bool {
+        let shared = Arc::clone(&self.shared);
+        self.end_attempt(ended.end, ended.unsent, false);
+        let mut ev = Event::new(EventKind::Reconnecting, Bytes::new());
+        ev.id = attempt.into();
+        ev.flags = delay.as_millis().min(u32::MAX.into()) as u32;
+        self.emit(ev);
+        self.deliver();
+        match self.back_off(waiter, delay) {
+            Some(true) => {}
+            Some(false) => {
+                let reason = Bytes::from_static(b"closed while reconnecting");
+                let end = End::clean(1006, reason, CLOSE_LOCAL | CLOSE_ABNORMAL);
+                self.finish(end, Vec::new());
+                return false;
+            }
+            None => return false,
+        }
+        shared.reconnect.run_hook(attempt);
+        // The hook may have freed the client.
+        !shared.stop.load(SeqCst)
     }
 
     /// Waits out a reconnect delay on the poller, so that a close or free ends it at once.
     /// Some(true): time for the next attempt; Some(false): the caller closed; None: freed.
-    fn back_off(&mut self, delay: Duration) -> Option<bool> {
+    fn back_off(&mut self, waiter: &mut Waiter, delay: Duration) -> Option<bool> {
         let deadline = Instant::now() + delay;
         loop {
             if self.shared.stop.load(SeqCst) || lock(&self.shared.outbox.control).shutdown {
@@ -383,7 +568,7 @@ impl Worker {
             if now >= deadline {
                 return Some(true);
             }
-            if let Err(e) = self.poll.poll(&mut self.events, Some(deadline - now)) {
+            if let Err(e) = waiter.poll.poll(&mut waiter.events, Some(deadline - now)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return Some(true);
                 }
@@ -391,16 +576,15 @@ impl Worker {
         }
     }
 
-    /// Connects and runs the connection. Returns how it ended, the messages in flight then,
-    /// and whether it had opened; None when the client was freed while open.
-    fn attempt(&mut self) -> Option<(End, Vec<Inflight>, bool)> {
+    /// Connects; on success the connection is open (the first turn reports OPEN).
+    fn open(&mut self, waiter: &mut Waiter) -> std::result::Result<Conn, End> {
         let shared = Arc::clone(&self.shared);
         let attempt_config = shared.reconnect.attempt_config(&shared.config);
         let config = attempt_config.as_ref().unwrap_or(&shared.config);
         let opened = {
             let mut io = Io {
-                poll: &mut self.poll,
-                events: &mut self.events,
+                poll: &mut waiter.poll,
+                events: &mut waiter.events,
                 outbox: &shared.outbox,
                 deadline: Instant::now() + config.connect_timeout,
                 response: None,
@@ -415,18 +599,17 @@ impl Worker {
             Ok(o) => o,
             Err(e) => {
                 let closed_by_caller = lock(&shared.outbox.control).close.is_some();
-                let end = if closed_by_caller {
+                return Err(if closed_by_caller {
                     let reason = Bytes::from_static(b"closed before open");
                     End::clean(1006, reason, CLOSE_LOCAL | CLOSE_ABNORMAL)
                 } else {
                     End::failed(e, 1006, CLOSE_ABNORMAL)
-                };
-                return Some((end, Vec::new(), false));
+                });
             }
         };
         let now = Instant::now();
         let heartbeat = Heartbeat::new(config.ping_interval, config.pong_timeout, now);
-        let mut conn = Conn::new(opened.session, heartbeat);
+        let conn = Conn::new(opened.session, heartbeat, opened.subprotocol);
         // Pings of an earlier connection will never be answered on this one.
         self.pings = PingTimer::default();
         if self.opened_before {
@@ -442,104 +625,111 @@ impl Worker {
             Level::Info,
             "open: {} (subprotocol {:?})",
             shared.target.url,
-            opened.subprotocol
+            conn.announce
         );
         shared.outbox.resume();
-        self.emit(Event::new(EventKind::Open, Bytes::from(opened.subprotocol)));
-        self.deliver();
-        let end = self.drive(&mut conn, now);
-        self.counters.frames_sent += conn.ws.frames_sent;
-        self.counters.frames_received += conn.ws.frames_received;
-        match end {
-            Some(end) => {
-                let mut unsent: Vec<Inflight> = conn.inflight.drain(..).collect();
-                // The message the rate limit holds back stays for `end_attempt`: kept for
-                // the next attempt or reported with the queued ones.
-                for out in conn.held.drain(..) {
-                    shared.outbox.hold(out.len(), false);
-                    shared.outbox.release(out.len());
-                    let kind = kind_of_out(&out);
-                    let payload = payload_of(out.msg);
-                    unsent.push(Inflight {
-                        end: 0,
-                        id: out.id,
-                        kind,
-                        payload: Unsent::Kept(payload),
-                        ends_message: true,
-                    });
-                }
-                // Reported in the order they were sent.
-                unsent.sort_by_key(|m| m.id);
-                self.orphan_pieces = conn.piece_open;
-                Some((end, unsent, true))
-            }
-            None => {
-                self.leave_quietly(&mut conn);
-                None
-            }
-        }
+        Ok(conn)
     }
 
-    /// The open-connection loop. Returns how it ended, or None when the client was freed.
-    fn drive(&mut self, conn: &mut Conn, mut now: Instant) -> Option<End> {
+    /// The connection ended: its counters, and the messages it did not write, in the order
+    /// they were sent.
+    fn ended(&mut self, mut conn: Conn, end: End) -> Ended {
         let shared = Arc::clone(&self.shared);
+        self.counters.frames_sent += conn.ws.frames_sent;
+        self.counters.frames_received += conn.ws.frames_received;
+        let mut unsent: Vec<Inflight> = conn.inflight.drain(..).collect();
+        // The message the rate limit holds back stays for `end_attempt`: kept for the next
+        // attempt or reported with the queued ones.
+        for out in conn.held.drain(..) {
+            shared.outbox.hold(out.len(), false);
+            shared.outbox.release(out.len());
+            let kind = kind_of_out(&out);
+            let payload = payload_of(out.msg);
+            unsent.push(Inflight {
+                end: 0,
+                id: out.id,
+                kind,
+                payload: Unsent::Kept(payload),
+                ends_message: true,
+            });
+        }
+        unsent.sort_by_key(|m| m.id);
+        self.orphan_pieces = conn.piece_open;
+        Ended { end, unsent }
+    }
+
+    /// The open-connection loop on this thread's poller. Returns how it ended, or None when
+    /// the client was freed.
+    fn drive(&mut self, waiter: &mut Waiter, conn: &mut Conn) -> Option<End> {
         // The connect loop may have swallowed a wake-up (a close requested while the
         // handshake finished): look at the control requests once without one.
-        let mut missed_wake = true;
+        let mut woken = true;
+        let mut now = Instant::now();
         loop {
-            let timeout = self.next_timeout(conn, now);
-            if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+            let timeout = match self.turn(conn, woken, now) {
+                Turn::Wait(timeout) => timeout,
+                Turn::Ended(end) => return Some(end),
+                Turn::Freed => return None,
+            };
+            if let Err(e) = waiter.poll.poll(&mut waiter.events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     let e = Error::new(WSC_ERR_INTERNAL, format!("poll failed: {e}"));
                     return Some(End::failed(e, 1006, CLOSE_ABNORMAL));
                 }
             }
             now = Instant::now();
-            let mut woken = std::mem::take(&mut missed_wake);
-            for ev in self.events.iter() {
+            woken = false;
+            for ev in waiter.events.iter() {
                 if ev.token() == WAKER {
                     woken = true;
                 } else if ev.token() == SOCKET {
-                    conn.read_ready |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
-                    if ev.is_writable() || ev.is_error() {
-                        conn.write_blocked = false;
-                        conn.want_flush = true;
-                    }
+                    conn.on_ready(ev);
                 }
             }
-            if shared.stop.load(SeqCst) {
-                return None;
-            }
-            // Re-arm before draining, so a message queued after the drain wakes us again.
-            shared.outbox.rearm();
-            if woken {
-                if let Sink::Queue(q) = &self.sink {
-                    self.paused &= q.reader_paused();
-                }
-                let close = lock(&shared.outbox.control).close.take();
-                if let Some(request) = close {
-                    self.request_close(conn, request, now);
-                }
-            }
-            if let Err(e) = self.pump(conn, now) {
-                return Some(self.io_failure(conn, e));
-            }
-            self.report_crossings();
-            if conn.failure.is_some() {
-                if let Some(end) = self.linger_after_failure(conn, now) {
-                    return Some(end);
-                }
-            } else if conn.read_ready && !self.paused {
-                if let Some(end) = self.read_some(conn, now) {
-                    return Some(end);
-                }
-            }
-            if let Some(end) = self.check_timers(conn, now) {
-                return Some(end);
-            }
-            self.publish(conn);
+        }
+    }
+
+    /// One turn on an open connection, after the poller's news (`woken`: the waker fired):
+    /// requests, writes, reads, timers, then the events for the caller.
+    pub fn turn(&mut self, conn: &mut Conn, woken: bool, now: Instant) -> Turn {
+        let shared = Arc::clone(&self.shared);
+        if shared.stop.load(SeqCst) {
+            return Turn::Freed;
+        }
+        if let Some(subprotocol) = conn.announce.take() {
+            self.emit(Event::new(EventKind::Open, Bytes::from(subprotocol)));
             self.deliver();
         }
+        // Re-arm before draining, so a message queued after the drain wakes us again.
+        shared.outbox.rearm();
+        if woken {
+            if let Sink::Queue(q) = &self.sink {
+                self.paused &= q.reader_paused();
+            }
+            let close = lock(&shared.outbox.control).close.take();
+            if let Some(request) = close {
+                self.request_close(conn, request, now);
+            }
+        }
+        if let Err(e) = self.pump(conn, now) {
+            return Turn::Ended(self.io_failure(conn, e));
+        }
+        self.report_crossings();
+        if conn.failure.is_some() {
+            if let Some(end) = self.linger_after_failure(conn, now) {
+                return Turn::Ended(end);
+            }
+        } else if conn.read_ready && !self.paused {
+            if let Some(end) = self.read_some(conn, now) {
+                return Turn::Ended(end);
+            }
+        }
+        if let Some(end) = self.check_timers(conn, now) {
+            return Turn::Ended(end);
+        }
+        self.publish(conn);
+        self.deliver();
+        Turn::Wait(self.next_timeout(conn, now))
     }
 
     /// Makes the counters visible to `wsc_client_stats`: relaxed stores, once per turn.
@@ -891,7 +1081,7 @@ impl Worker {
 
     /// `wsc_client_free` while open: best effort to send what was queued and a 1001 close,
     /// without waiting for the server.
-    fn leave_quietly(&mut self, conn: &mut Conn) {
+    pub fn leave_quietly(&mut self, conn: &mut Conn) {
         let outbox = &self.shared.outbox;
         outbox.close_gate();
         while let Some(out) = self.rate_held.take().or_else(|| conn.next_outgoing(outbox)) {

@@ -14,6 +14,7 @@ pub mod log;
 pub mod route;
 pub mod status;
 pub mod tls_options;
+pub mod workers;
 
 use crate::error::{Error, Result};
 use status::*;
