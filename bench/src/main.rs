@@ -783,7 +783,7 @@ impl Bench {
         };
         self.idle_ns.push(Value::Object(
             run.iter()
-                .map(|&(v, n)| (v.name().to_string(), json!(n)))
+                .map(|&(v, n)| (idle_name(v).to_string(), json!(n)))
                 .collect(),
         ));
         if mixed {
