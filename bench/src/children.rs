@@ -1,7 +1,8 @@
 //! Measurements that need a fresh process of their own (memory, threads), run as
 //! `wsbench --child-idle MODE N PORT` and `wsbench --child-peak MODE PORT`; each prints one
 //! JSON object on stdout. MODE is `raw` (each connection read once, non-blocking),
-//! `raw-noread` (never read; idle only), `poll` or `cb`.
+//! `raw-noread` (never read; idle only), `poll`, `cb` or `shared` (poll mode, shared worker;
+//! pool size from `WSBENCH_SHARED_THREADS` if set).
 
 use crate::lib_ffi::{blank_event, CbState, Client, Config, Mode};
 use crate::{raw, sys};
@@ -16,12 +17,23 @@ use wsclient::ffi::event::*;
 /// all to open) so the server's listen backlog does not overflow.
 const BATCH: usize = 200;
 
-fn lib_mode(mode: &str) -> Mode {
+/// The client mode and whether the config asks for the shared worker.
+fn lib_mode(mode: &str) -> (Mode, bool) {
     match mode {
-        "poll" => Mode::Poll,
-        "cb" => Mode::Callback,
+        "poll" => (Mode::Poll, false),
+        "cb" => (Mode::Callback, false),
+        "shared" => (Mode::Poll, true),
         other => panic!("unknown mode {other}"),
     }
+}
+
+/// The config for a library `mode` (after applying the parent's shared pool size).
+fn lib_config(mode: &str) -> (Mode, Config) {
+    let (m, shared) = lib_mode(mode);
+    if shared {
+        crate::lib_ffi::shared_threads_from_env();
+    }
+    (m, Config::new(None, shared))
 }
 
 /// One non-blocking read attempt (nothing is there), as a client driven by an event loop makes
@@ -48,12 +60,18 @@ pub fn idle(mode: &str, n: usize, port: u16) {
     let nofile = sys::raise_nofile(1 << 20);
     let url = format!("ws://127.0.0.1:{port}/idle");
     let curl = CString::new(url.clone()).unwrap();
-    let cfg = Config::new(None);
-    // One connection first, so one-time setup (statics, allocator arenas) is not counted.
+    let is_raw = mode.starts_with("raw");
+    let (lmode, cfg) = if is_raw {
+        (Mode::Poll, Config::new(None, false))
+    } else {
+        lib_config(mode)
+    };
+    // One connection first, so one-time setup (statics, allocator arenas, the shared
+    // workers) is not counted.
     match mode {
         "raw" | "raw-noread" => raw::close(raw::connect(&url, port, None)),
-        m => {
-            let c = Client::start(&curl, &cfg, lib_mode(m), None);
+        _ => {
+            let c = Client::start(&curl, &cfg, lmode, None);
             c.wait_open();
             c.close();
             c.wait_closed();
@@ -64,7 +82,7 @@ pub fn idle(mode: &str, n: usize, port: u16) {
     let t0 = Instant::now();
     let settle = Duration::from_millis(300);
     let (rss1, thr1, fds1, open_ms);
-    if mode.starts_with("raw") {
+    if is_raw {
         let read_once = mode == "raw";
         let mut all: Vec<raw::Ws> = (0..n)
             .map(|_| {
@@ -85,7 +103,7 @@ pub fn idle(mode: &str, n: usize, port: u16) {
             raw::drain(&mut ws);
         }
     } else {
-        let mode = lib_mode(mode);
+        let mode = lmode;
         let shared = CbState::new();
         let mut all: Vec<Client> = Vec::with_capacity(n);
         let mut ev = blank_event();
@@ -154,9 +172,9 @@ pub fn peak(mode: &str, port: u16) {
         ms = t0.elapsed().as_secs_f64() * 1e3;
         raw::close(ws);
     } else {
-        let cfg = Config::new(None);
+        let (m, cfg) = lib_config(mode);
         let curl = CString::new(url).unwrap();
-        let c = Client::start(&curl, &cfg, lib_mode(mode), None);
+        let c = Client::start(&curl, &cfg, m, None);
         c.wait_open();
         let mut ev = blank_event();
         c.send_text(b"warm");

@@ -11,6 +11,47 @@ use wsclient::ffi::config::*;
 use wsclient::ffi::event::*;
 use wsclient::ffi::status::*;
 
+/// `wsc_worker_mode` (a C enum): the worker that drives a client.
+#[cfg(feature = "shared")]
+#[allow(non_camel_case_types)]
+type wsc_worker_mode = i32;
+#[cfg(feature = "shared")]
+const WSC_WORKER_THREAD: wsc_worker_mode = 0;
+#[cfg(feature = "shared")]
+const WSC_WORKER_SHARED: wsc_worker_mode = 1;
+
+// Declared here rather than imported from a wsclient::ffi module, so the bench does not
+// depend on which module the library puts them in; the linker resolves them against the
+// `#[no_mangle]` functions of the statically linked library.
+#[cfg(feature = "shared")]
+extern "C" {
+    // `wsc_config *` as an opaque pointer (the Rust struct is not #[repr(C)]).
+    fn wsc_config_set_worker(config: *mut c_void, mode: wsc_worker_mode) -> wsc_status;
+    fn wsc_set_shared_worker_threads(n: u32) -> wsc_status;
+}
+
+/// Whether this build has the shared worker mode (cargo feature `shared`).
+pub const SHARED_AVAILABLE: bool = cfg!(feature = "shared");
+
+/// Sets the shared worker pool size (before the first shared client of the process).
+pub fn set_shared_worker_threads(n: u32) {
+    #[cfg(feature = "shared")]
+    // SAFETY: plain value argument.
+    check(
+        unsafe { wsc_set_shared_worker_threads(n) },
+        "wsc_set_shared_worker_threads",
+    );
+    #[cfg(not(feature = "shared"))]
+    panic!("--shared-threads {n}: built without the cargo feature `shared`");
+}
+
+/// Applies the pool size the parent passed down in `WSBENCH_SHARED_THREADS` (children), if any.
+pub fn shared_threads_from_env() {
+    if let Some(n) = std::env::var_os("WSBENCH_SHARED_THREADS") {
+        set_shared_worker_threads(n.to_str().unwrap().parse().expect("WSBENCH_SHARED_THREADS"));
+    }
+}
+
 /// Give up on anything that takes longer than this (the bench would otherwise hang).
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -42,10 +83,30 @@ unsafe impl Sync for Config {}
 
 impl Config {
     /// Library defaults (permessage-deflate offered; the bench server declines it), plus the
-    /// bench CA for wss://.
-    pub fn new(ca_file: Option<&Path>) -> Config {
+    /// bench CA for wss://, and with `shared` the shared worker mode.
+    pub fn new(ca_file: Option<&Path>, shared: bool) -> Config {
         let cfg = wsc_config_new();
         assert!(!cfg.is_null());
+        // Set either way when the library has the call: `WSC_WORKER=shared` in the
+        // environment would otherwise turn lib-poll and lib-cb into shared mode too.
+        #[cfg(feature = "shared")]
+        {
+            let mode = if shared {
+                WSC_WORKER_SHARED
+            } else {
+                WSC_WORKER_THREAD
+            };
+            // SAFETY: live config.
+            check(
+                unsafe { wsc_config_set_worker(cfg.cast(), mode) },
+                "wsc_config_set_worker",
+            );
+        }
+        #[cfg(not(feature = "shared"))]
+        assert!(
+            !shared,
+            "shared worker mode: built without the cargo feature `shared`"
+        );
         if let Some(path) = ca_file {
             let p = CString::new(path.to_str().unwrap()).unwrap();
             // SAFETY: live config, NUL-terminated path.

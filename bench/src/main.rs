@@ -34,6 +34,10 @@ enum V {
     Poll,
     /// libwsclient, callback mode
     Cb,
+    /// libwsclient, poll mode, shared worker (`wsc_config_set_worker(WSC_WORKER_SHARED)`)
+    Shared,
+    /// libwsclient, callback mode, shared worker (round trip ws p50 only)
+    SharedCb,
 }
 
 impl V {
@@ -43,13 +47,18 @@ impl V {
             V::RawAlt => "raw-alt",
             V::Poll => "lib-poll",
             V::Cb => "lib-cb",
+            V::Shared => "lib-shared",
+            V::SharedCb => "lib-shared-cb",
         }
     }
     fn mode(self) -> Mode {
         match self {
-            V::Cb => Mode::Callback,
+            V::Cb | V::SharedCb => Mode::Callback,
             _ => Mode::Poll,
         }
+    }
+    fn shared(self) -> bool {
+        matches!(self, V::Shared | V::SharedCb)
     }
 }
 
@@ -60,8 +69,11 @@ struct Opts {
     wss: bool,
     idle_large: bool,
     only: Option<Vec<String>>,
-    /// For profiling: run only these variants (raw, raw-alt, lib-poll, lib-cb).
+    /// For profiling: run only these variants (raw, raw-alt, lib-poll, lib-cb, lib-shared,
+    /// lib-shared-cb).
     variants: Option<Vec<String>>,
+    /// The shared worker pool size (`wsc_set_shared_worker_threads`); None: the library's.
+    shared_threads: Option<u32>,
     /// Round trips in callback mode: the waiting thread spins on the atomic instead of
     /// sleeping on the condvar (one thread wake-up less per round trip, one core busy).
     cb_spin: bool,
@@ -93,6 +105,24 @@ struct Row {
     raw: Vec<f64>,
     poll: Vec<f64>,
     cb: Vec<f64>,
+    /// lib-shared (empty where it was not run)
+    shared: Vec<f64>,
+}
+
+/// The variants of the idle rows, in the order of `bench_idle`'s arguments and results.
+const IDLE: [V; 5] = [V::Raw, V::RawAlt, V::Poll, V::Cb, V::Shared];
+
+/// A variant's name in the idle notes (the second raw way there: connections never read).
+fn idle_name(v: V) -> &'static str {
+    match v {
+        V::RawAlt => "raw-noread",
+        v => v.name(),
+    }
+}
+
+/// Samples of variant `i`, value `k` of an `interleave` result (empty if not run).
+fn col(r: &[Vec<Vec<f64>>], i: usize, k: usize) -> Vec<f64> {
+    r.get(i).and_then(|x| x.get(k)).cloned().unwrap_or_default()
 }
 
 fn median(v: &[f64]) -> Option<f64> {
@@ -118,6 +148,8 @@ struct Bench {
     srv: server::Child,
     cfg_ws: Config,
     cfg_wss: Config,
+    /// ws:// with the shared worker (None: this build lacks it)
+    cfg_ws_shared: Option<Config>,
     tls: native_tls::TlsConnector,
     /// The bench server's self-signed certificate, trusted by both clients for wss://.
     ca: native_tls::Certificate,
@@ -128,6 +160,8 @@ struct Bench {
     started: Instant,
     load_start: String,
     load_timed: Option<String>,
+    /// Per idle run: the N each variant ran at (for the JSON).
+    idle_ns: Vec<Value>,
 }
 
 fn loadavg() -> String {
@@ -151,12 +185,19 @@ impl Bench {
         (url, c, port)
     }
 
-    fn cfg(&self, tls: bool) -> &Config {
-        if tls {
-            &self.cfg_wss
-        } else {
-            &self.cfg_ws
+    fn cfg(&self, tls: bool, shared: bool) -> &Config {
+        match (tls, shared) {
+            (false, false) => &self.cfg_ws,
+            (true, false) => &self.cfg_wss,
+            (false, true) => self.cfg_ws_shared.as_ref().expect("shared worker mode"),
+            (true, true) => unimplemented!("lib-shared runs ws:// rows only"),
         }
+    }
+
+    /// lib-shared runs (the build has the shared worker mode, and --variants does not leave
+    /// it out).
+    fn has_shared(&self) -> bool {
+        self.variant_wanted(V::Shared) || self.variant_wanted(V::SharedCb)
     }
 
     fn raw_connect(&self, tls: bool, path: &str) -> raw::Ws {
@@ -172,10 +213,13 @@ impl Bench {
         st: Option<std::sync::Arc<CbState>>,
     ) -> Client {
         let (_, curl, _) = self.url(tls, path);
-        Client::start(&curl, self.cfg(tls), v.mode(), st)
+        Client::start(&curl, self.cfg(tls, v.shared()), v.mode(), st)
     }
 
     fn variant_wanted(&self, v: V) -> bool {
+        if v.shared() && self.cfg_ws_shared.is_none() {
+            return false;
+        }
         self.opts
             .variants
             .as_ref()
@@ -246,6 +290,7 @@ impl Bench {
         raw: Vec<f64>,
         poll: Vec<f64>,
         cb: Vec<f64>,
+        shared: Vec<f64>,
     ) {
         self.rows.push(Row {
             group,
@@ -256,6 +301,7 @@ impl Bench {
             raw,
             poll,
             cb,
+            shared,
         });
     }
 
@@ -282,7 +328,7 @@ impl Bench {
                 }
                 raw::close(ws);
             }
-            V::Poll => {
+            V::Poll | V::Shared => {
                 let c = self.lib_start(v, tls, "/echo", None);
                 c.wait_open();
                 let mut ev = blank_event();
@@ -299,7 +345,7 @@ impl Bench {
                 c.close();
                 c.wait_closed();
             }
-            V::Cb => {
+            V::Cb | V::SharedCb => {
                 let c = self.lib_start(v, tls, "/echo", None);
                 c.wait_open();
                 let st = c.state();
@@ -338,9 +384,14 @@ impl Bench {
     fn bench_rtt(&mut self, tls: bool) {
         let n = self.counts.rtt;
         let scheme = if tls { "wss" } else { "ws" };
+        let variants: &[V] = if tls {
+            &[V::Raw, V::Poll, V::Cb]
+        } else {
+            &[V::Raw, V::Poll, V::Cb, V::Shared, V::SharedCb]
+        };
         let r = self.interleave(
             &format!("rtt {scheme}"),
-            &[V::Raw, V::Poll, V::Cb],
+            variants,
             true,
             self.opts.repeats,
             |b, v, warm| b.rtt(v, tls, if warm { (n / 10).max(1) } else { n }),
@@ -356,6 +407,21 @@ impl Bench {
                 r[0][k].clone(),
                 r[1][k].clone(),
                 r[2][k].clone(),
+                col(&r, 3, k),
+            );
+        }
+        if !tls && self.variant_wanted(V::SharedCb) {
+            self.row(
+                group,
+                "round trip 32 B text, ws, p50, callback mode (lib-shared: callback mode too)"
+                    .into(),
+                "µs",
+                true,
+                "raw",
+                r[0][0].clone(),
+                Vec::new(),
+                r[2][0].clone(),
+                col(&r, 4, 0),
             );
         }
     }
@@ -381,7 +447,7 @@ impl Bench {
                 assert_eq!(bytes, size * count);
                 raw::drain(&mut ws);
             }
-            V::Poll => {
+            V::Poll | V::Shared => {
                 let c = self.lib_start(v, false, &path, None);
                 let mut ev = blank_event();
                 let (mut got, mut bytes) = (0, 0);
@@ -411,7 +477,7 @@ impl Bench {
                 assert_eq!(st.bin_bytes.load(SeqCst), (size * count) as u64);
                 c.wait_closed();
             }
-            V::RawAlt => unreachable!(),
+            V::RawAlt | V::SharedCb => unreachable!(),
         }
         vec![secs]
     }
@@ -419,7 +485,7 @@ impl Bench {
     fn bench_recv(&mut self, size: usize, count: usize) {
         let r = self.interleave(
             &format!("recv {size} B"),
-            &[V::Raw, V::Poll, V::Cb],
+            &[V::Raw, V::Poll, V::Cb, V::Shared],
             true,
             self.opts.repeats,
             |b, v, warm| b.recv(v, size, if warm { (count / 10).max(1) } else { count }),
@@ -443,6 +509,7 @@ impl Bench {
             rate(&r[0][0], per),
             rate(&r[1][0], per),
             rate(&r[2][0], per),
+            rate(&col(&r, 3, 0), per),
         );
     }
 
@@ -471,7 +538,7 @@ impl Bench {
                 assert_eq!(n, count);
                 raw::close(ws);
             }
-            V::Poll | V::Cb => {
+            V::Poll | V::Cb | V::Shared => {
                 let c = self.lib_start(v, false, "/sink", None);
                 c.wait_open();
                 let t0 = Instant::now();
@@ -480,7 +547,7 @@ impl Bench {
                 }
                 c.send_text(b"done");
                 let n = match v {
-                    V::Poll => {
+                    V::Poll | V::Shared => {
                         let mut ev = blank_event();
                         c.poll_until(&mut ev, WSC_EVENT_TEXT);
                         // SAFETY: valid until the next poll.
@@ -498,6 +565,7 @@ impl Bench {
                 c.close();
                 c.wait_closed();
             }
+            V::SharedCb => unreachable!(),
         }
         vec![secs]
     }
@@ -505,7 +573,11 @@ impl Bench {
     fn bench_send(&mut self, size: usize, count: usize) {
         let r = self.interleave(
             &format!("send {size} B"),
-            &[V::Raw, V::RawAlt, V::Poll, V::Cb],
+            if size == BIG {
+                &[V::Raw, V::RawAlt, V::Poll, V::Cb]
+            } else {
+                &[V::Raw, V::RawAlt, V::Poll, V::Cb, V::Shared]
+            },
             true,
             self.opts.repeats,
             |b, v, warm| b.send(v, size, if warm { (count / 10).max(1) } else { count }),
@@ -529,6 +601,7 @@ impl Bench {
             rate(&r[0][0]),
             rate(&r[2][0]),
             rate(&r[3][0]),
+            rate(&col(&r, 4, 0)),
         );
         self.row(
             "send",
@@ -539,6 +612,7 @@ impl Bench {
             rate(&r[1][0]),
             rate(&r[2][0]),
             rate(&r[3][0]),
+            rate(&col(&r, 4, 0)),
         );
     }
 
@@ -560,13 +634,14 @@ impl Bench {
                         .unwrap();
                     raw::close(raw::connect(&url, port, Some(&fresh)));
                 }
-                V::Poll | V::Cb => {
+                V::Poll | V::Cb | V::Shared => {
                     let c = self.lib_start(v, tls, "/echo", None);
                     c.wait_open();
                     c.close();
                     c.wait_closed();
                     drop(c);
                 }
+                V::SharedCb => unreachable!(),
             }
             us.push(t.elapsed().as_secs_f64() * 1e6);
         }
@@ -583,7 +658,7 @@ impl Bench {
         let variants: &[V] = if tls {
             &[V::Raw, V::RawAlt, V::Poll, V::Cb]
         } else {
-            &[V::Raw, V::Poll, V::Cb]
+            &[V::Raw, V::Poll, V::Cb, V::Shared]
         };
         let r = self.interleave(
             &format!("cycle {scheme}"),
@@ -591,10 +666,6 @@ impl Bench {
             true,
             self.opts.repeats,
             |b, v, warm| b.cycle(v, tls, if warm { (n / 10).max(1) } else { n }),
-        );
-        let (poll, cb) = (
-            r[variants.len() - 2][0].clone(),
-            r[variants.len() - 1][0].clone(),
         );
         if !tls {
             self.row(
@@ -604,11 +675,13 @@ impl Bench {
                 true,
                 "raw",
                 r[0][0].clone(),
-                poll,
-                cb,
+                r[1][0].clone(),
+                r[2][0].clone(),
+                col(&r, 3, 0),
             );
             return;
         }
+        let (poll, cb) = (r[2][0].clone(), r[3][0].clone());
         self.row(
             "cycle-wss",
             "connect+handshake+close, wss (raw: TlsConnector reused)".into(),
@@ -618,6 +691,7 @@ impl Bench {
             r[0][0].clone(),
             poll.clone(),
             cb.clone(),
+            Vec::new(),
         );
         self.row(
             "cycle-wss",
@@ -628,6 +702,7 @@ impl Bench {
             r[1][0].clone(),
             poll,
             cb,
+            Vec::new(),
         );
     }
 
@@ -649,26 +724,35 @@ impl Bench {
         serde_json::from_str(text.lines().last().unwrap_or("")).expect("child JSON")
     }
 
-    /// Returns the library's fds per connection (the larger of the two modes' medians).
-    fn bench_idle(&mut self, n: usize) -> f64 {
+    /// Opens idle connections in a fresh process per variant (`IDLE[i]` at `ns[i]`
+    /// connections; 0: not run). Returns each variant's median fds per connection.
+    fn bench_idle(&mut self, ns: [usize; IDLE.len()]) -> [f64; IDLE.len()] {
         let port = self.srv.ws_port.to_string();
+        let max_n = ns.iter().copied().max().unwrap_or(0);
         // A large N takes seconds per process; its numbers hardly vary, so fewer repeats.
-        let repeats = if n > 1000 {
+        let repeats = if max_n > 1000 {
             self.opts.repeats.min(3)
         } else {
             self.opts.repeats
         };
         let r = self.interleave(
-            &format!("idle {n}"),
-            &[V::Raw, V::RawAlt, V::Poll, V::Cb],
+            &format!("idle {max_n}"),
+            &IDLE,
             false,
             repeats,
             |b, v, _| {
+                let i = IDLE.iter().position(|&x| x == v).unwrap();
+                let n = ns[i];
+                if n == 0 {
+                    return Vec::new(); // does not fit: no samples
+                }
                 let mode = match v {
                     V::Raw => "raw",
                     V::RawAlt => "raw-noread",
                     V::Poll => "poll",
                     V::Cb => "cb",
+                    V::Shared => "shared",
+                    V::SharedCb => unreachable!(),
                 };
                 let j = b.child(&[
                     "--child-idle".into(),
@@ -681,35 +765,64 @@ impl Bench {
                     f("rss_per_conn_kib"),
                     f("threads_after"),
                     f("fds_per_conn"),
-                    f("open_ms") * 1e3 / n as f64,
+                    f("open_ms") * 1e3 / f("n"),
                 ]
             },
         );
+        let run: Vec<(V, usize)> = IDLE
+            .iter()
+            .zip(ns)
+            .filter(|&(&v, n)| n > 0 && self.variant_wanted(v))
+            .map(|(&v, n)| (v, n))
+            .collect();
+        let mixed = run.iter().any(|&(_, n)| n != max_n);
+        let label = if mixed {
+            format!("{max_n}*")
+        } else {
+            max_n.to_string()
+        };
+        self.idle_ns.push(Value::Object(
+            run.iter()
+                .map(|&(v, n)| (idle_name(v).to_string(), json!(n)))
+                .collect(),
+        ));
+        if mixed {
+            let each: Vec<String> = run
+                .iter()
+                .map(|&(v, n)| format!("{} {n}", idle_name(v)))
+                .collect();
+            self.notes.push(format!(
+                "idle {label}: N per variant (as many as fit, at most {max_n}): {}",
+                each.join(", ")
+            ));
+        }
         let reps = if repeats < self.opts.repeats {
             format!(" [{repeats} reps]")
         } else {
             String::new()
         };
-        let (poll, cb) = (&r[2], &r[3]);
+        let at = |i: usize, k: usize| col(&r, i, k);
         self.row(
             "idle",
-            format!("{n} idle conns: RSS per conn (raw: read once){reps}"),
+            format!("{label} idle conns: RSS per conn (raw: read once){reps}"),
             "KiB",
             true,
             "raw, each connection read once (non-blocking)",
-            r[0][0].clone(),
-            poll[0].clone(),
-            cb[0].clone(),
+            at(0, 0),
+            at(2, 0),
+            at(3, 0),
+            at(4, 0),
         );
         self.row(
             "idle",
-            format!("{n} idle conns: RSS per conn (raw: never read){reps}"),
+            format!("{label} idle conns: RSS per conn (raw: never read){reps}"),
             "KiB",
             true,
             "raw, connections never read",
-            r[1][0].clone(),
-            poll[0].clone(),
-            cb[0].clone(),
+            at(1, 0),
+            at(2, 0),
+            at(3, 0),
+            at(4, 0),
         );
         let items: [(&str, &'static str); 3] = [
             ("threads in the process", "threads"),
@@ -720,17 +833,17 @@ impl Bench {
             let k = k + 1;
             self.row(
                 "idle",
-                format!("{n} idle conns: {what}{reps}"),
+                format!("{label} idle conns: {what}{reps}"),
                 unit,
                 true,
                 "raw",
-                r[0][k].clone(),
-                poll[k].clone(),
-                cb[k].clone(),
+                at(0, k),
+                at(2, k),
+                at(3, k),
+                at(4, k),
             );
         }
-        let fds = |i: usize| median(&r[i][2]).unwrap_or(0.0);
-        fds(2).max(fds(3)).ceil()
+        std::array::from_fn(|i| median(&at(i, 2)).unwrap_or(0.0))
     }
 
     fn bench_peak(&mut self) {
@@ -738,13 +851,14 @@ impl Bench {
         let repeats = self.opts.repeats;
         let r = self.interleave(
             "peak 16 MiB",
-            &[V::Raw, V::Poll, V::Cb],
+            &[V::Raw, V::Poll, V::Cb, V::Shared],
             false,
             repeats,
             |b, v, _| {
                 let mode = match v {
                     V::Raw => "raw",
                     V::Poll => "poll",
+                    V::Shared => "shared",
                     _ => "cb",
                 };
                 let j = b.child(&["--child-peak".into(), mode.into(), port.clone()]);
@@ -761,6 +875,7 @@ impl Bench {
             r[0][0].clone(),
             r[1][0].clone(),
             r[2][0].clone(),
+            col(&r, 3, 0),
         );
         self.row(
             "peak",
@@ -771,6 +886,7 @@ impl Bench {
             r[0][1].clone(),
             r[1][1].clone(),
             r[2][1].clone(),
+            col(&r, 3, 1),
         );
     }
 
@@ -788,8 +904,13 @@ impl Bench {
                 std::thread::available_parallelism().map_or(0, |n| n.get())
             ),
             format!(
-                "medians of {} interleaved repeats (raw, lib-poll, lib-cb, raw, ...), each after one untimed warm-up run",
-                self.opts.repeats
+                "medians of {} interleaved repeats ({}, raw, ...), each after one untimed warm-up run",
+                self.opts.repeats,
+                if self.has_shared() {
+                    "raw, lib-poll, lib-cb, lib-shared"
+                } else {
+                    "raw, lib-poll, lib-cb"
+                }
             ),
             format!(
                 "counts per repeat: rtt {} round trips (+{} warm-up); recv {} x {SMALL} B, {} x 1 MiB; \
@@ -799,7 +920,20 @@ impl Bench {
             "permessage-deflate: libwsclient offers it (default config), the tungstenite server does not \
              negotiate it: all messages travel uncompressed"
                 .to_string(),
-            "ratio = libwsclient / raw: for µs, KiB, MiB, threads, fds lower is better (ratio > 1: lib \
+            if self.cfg_ws_shared.is_none() {
+                "lib-shared (shared worker mode): skipped: built without the cargo feature `shared` \
+                 (bench/run.sh enables it when the library declares wsc_config_set_worker)"
+                    .to_string()
+            } else {
+                format!(
+                    "lib-shared: poll mode with wsc_config_set_worker(WSC_WORKER_SHARED), pool size {}; \
+                     run in the ws rows (not wss, not send 1 MiB)",
+                    self.opts
+                        .shared_threads
+                        .map_or("the library's default".to_string(), |n| n.to_string())
+                )
+            },
+            "ratio = libwsclient / raw (poll/raw, cb/raw, shared/raw): for µs, KiB, MiB, threads, fds lower is better (ratio > 1: lib \
              costs more); for msg/s and MB/s higher is better (ratio < 1: lib is slower)"
                 .to_string(),
         ];
@@ -825,11 +959,26 @@ impl Bench {
             .max()
             .unwrap_or(10)
             .max(6);
+        // lib-shared's columns only when it ran (otherwise the header says why not).
+        let sh = self.has_shared();
+        let (sh_val, sh_ratio) = if sh {
+            (
+                format!("  {:>12}", "lib-shared"),
+                format!("  {:>11}", "shared/raw"),
+            )
+        } else {
+            (String::new(), String::new())
+        };
         println!(
-            "{:<w$}  {:>7}  {:>12}  {:>12}  {:>12}  {:>8}  {:>8}",
+            "{:<w$}  {:>7}  {:>12}  {:>12}  {:>12}{sh_val}  {:>8}  {:>8}{sh_ratio}",
             "metric", "unit", "raw", "lib-poll", "lib-cb", "poll/raw", "cb/raw"
         );
-        println!("{}", "-".repeat(w + 2 + 7 + 3 * 14 + 2 * 10));
+        let cols = if sh {
+            4 * 14 + 2 * 10 + 13
+        } else {
+            3 * 14 + 2 * 10
+        };
+        println!("{}", "-".repeat(w + 2 + 7 + cols));
         let mut last_group = "";
         for r in &self.rows {
             if !last_group.is_empty() && r.group != last_group {
@@ -837,12 +986,21 @@ impl Bench {
             }
             last_group = r.group;
             let (raw, poll, cb) = (median(&r.raw), median(&r.poll), median(&r.cb));
+            let shared = median(&r.shared);
             let ratio = |lib: Option<f64>| match (lib, raw) {
                 (Some(l), Some(r)) if r != 0.0 => format!("{:.2}", l / r),
                 _ => "-".into(),
             };
+            let (sh_val, sh_ratio) = if sh {
+                (
+                    format!("  {:>12}", fmt_num(shared)),
+                    format!("  {:>11}", ratio(shared)),
+                )
+            } else {
+                (String::new(), String::new())
+            };
             println!(
-                "{:<w$}  {:>7}  {:>12}  {:>12}  {:>12}  {:>8}  {:>8}",
+                "{:<w$}  {:>7}  {:>12}  {:>12}  {:>12}{sh_val}  {:>8}  {:>8}{sh_ratio}",
                 r.metric,
                 r.unit,
                 fmt_num(raw),
@@ -865,7 +1023,7 @@ impl Bench {
                     (Some(l), Some(r)) if r != 0.0 => Some(l / r),
                     _ => None,
                 };
-                json!({
+                let mut row = json!({
                     "group": r.group,
                     "metric": r.metric,
                     "unit": r.unit,
@@ -876,7 +1034,13 @@ impl Bench {
                     "lib_cb": stat(&r.cb),
                     "ratio_poll_over_raw": ratio(poll),
                     "ratio_cb_over_raw": ratio(cb),
-                })
+                });
+                // Only when it ran, like its table columns.
+                if self.has_shared() {
+                    row["lib_shared"] = stat(&r.shared);
+                    row["ratio_shared_over_raw"] = json!(ratio(median(&r.shared)));
+                }
+                row
             })
             .collect();
         let c = &self.counts;
@@ -888,13 +1052,16 @@ impl Bench {
                 "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
                 "total_seconds": self.started.elapsed().as_secs_f64(),
                 "deflate_negotiated": false,
+                "lib_shared": self.has_shared(),
+                "shared_worker_threads": self.opts.shared_threads,
                 "counts": {
                     "rtt_round_trips": c.rtt, "rtt_warmup": c.rtt_warm,
                     "recv_small_msgs": c.recv_small, "recv_small_size": SMALL,
                     "recv_big_msgs": c.recv_big, "recv_big_size": BIG,
                     "send_small_msgs": c.send_small, "send_big_msgs": c.send_big,
                     "cycles_ws": c.cycles, "cycles_wss": c.cycles_tls,
-                    "idle_n": c.idle, "peak_message_size": children::PEAK_SIZE,
+                    "idle_n": c.idle, "idle_n_per_variant": self.idle_ns,
+                    "peak_message_size": children::PEAK_SIZE,
                 },
             },
             "rows": rows,
@@ -933,6 +1100,7 @@ fn parse_opts() -> Opts {
         idle_large: true,
         only: None,
         variants: None,
+        shared_threads: None,
         cb_spin: false,
     };
     let mut args = std::env::args().skip(1);
@@ -947,6 +1115,10 @@ fn parse_opts() -> Opts {
             "--scale" => o.scale = val("--scale").parse().expect("--scale F"),
             "--no-wss" => o.wss = false,
             "--cb-spin" => o.cb_spin = true,
+            "--shared-threads" => {
+                o.shared_threads =
+                    Some(val("--shared-threads").parse().expect("--shared-threads N"))
+            }
             "--idle-large" => o.idle_large = true,
             "--no-idle-large" => o.idle_large = false,
             "--only" => o.only = Some(val("--only").split(',').map(str::to_owned).collect()),
@@ -957,7 +1129,8 @@ fn parse_opts() -> Opts {
                 println!(
                     "usage: wsbench [--json PATH] [--repeats N] [--scale F] [--no-wss] \
                      [--idle-large|--no-idle-large] [--only rtt,rtt-wss,recv,send,cycle,cycle-wss,idle,peak] \
-                     [--variants raw,raw-alt,lib-poll,lib-cb] [--cb-spin]"
+                     [--variants raw,raw-alt,lib-poll,lib-cb,lib-shared,lib-shared-cb] [--cb-spin] \
+                     [--shared-threads N]"
                 );
                 std::process::exit(0);
             }
@@ -981,9 +1154,18 @@ fn main() {
     let opts = parse_opts();
     let scaled = |n: usize| ((n as f64 * opts.scale).round() as usize).max(1);
 
-    // Descriptors: the server child needs one per connection, a libwsclient client several
-    // (socket, epoll, waker, event fd). Raise the soft limit to the hard one first.
+    // Descriptors: the server child (a process of its own, with its own RLIMIT_NOFILE) needs
+    // one per connection; the idle child's client as many as its variant takes per connection
+    // (raw and the shared worker mode: the socket; a libwsclient thread-mode client also its
+    // own epoll and waker fds). Raise the soft limit to the hard one first.
     let nofile = sys::raise_nofile(1 << 20);
+    if let Some(n) = opts.shared_threads {
+        if lib_ffi::SHARED_AVAILABLE {
+            lib_ffi::set_shared_worker_threads(n);
+            // For the idle and peak children (they apply it before their first client).
+            std::env::set_var("WSBENCH_SHARED_THREADS", n.to_string());
+        }
+    }
     let notes = Vec::new();
     let counts = Counts {
         rtt: scaled(2000),
@@ -998,7 +1180,7 @@ fn main() {
     };
 
     let srv = server::spawn();
-    let cfg_wss = Config::new(Some(&srv.cert));
+    let cfg_wss = Config::new(Some(&srv.cert), false);
     let cert = native_tls::Certificate::from_pem(&std::fs::read(&srv.cert).unwrap()).unwrap();
     let tls = native_tls::TlsConnector::builder()
         .add_root_certificate(cert.clone())
@@ -1006,7 +1188,8 @@ fn main() {
         .unwrap();
     let mut b = Bench {
         srv,
-        cfg_ws: Config::new(None),
+        cfg_ws: Config::new(None, false),
+        cfg_ws_shared: lib_ffi::SHARED_AVAILABLE.then(|| Config::new(None, true)),
         cfg_wss,
         tls,
         ca: cert,
@@ -1017,6 +1200,7 @@ fn main() {
         started: Instant::now(),
         load_start: loadavg(),
         load_timed: None,
+        idle_ns: Vec::new(),
     };
 
     if b.wanted("rtt") {
@@ -1041,22 +1225,45 @@ fn main() {
     }
     b.load_timed = Some(loadavg());
     if b.wanted("idle") {
-        let fds_per_conn = b.bench_idle(1000);
+        let fds = b.bench_idle([1000; IDLE.len()]);
         if b.opts.idle_large {
-            // As many as fit under the descriptor limit, at most 10,000: the server child
-            // needs one fd per connection, a libwsclient client `fds_per_conn` (measured above).
-            let fit =
-                (nofile.saturating_sub(256) as f64 / fds_per_conn.max(1.0)) as usize / 100 * 100;
-            let large = fit.min(10_000);
-            if large < 10_000 {
+            // Per variant, as many connections as fit under the descriptor limit, at most
+            // 10,000 (fds per connection as measured at 1,000; 256 kept for everything else).
+            // The server child has a limit of its own.
+            let fit = |f: f64| {
+                let n = (nofile.saturating_sub(256) as f64 / f.max(1.0)) as usize / 100 * 100;
+                n.min(10_000)
+            };
+            let ns: [usize; IDLE.len()] = std::array::from_fn(|i| {
+                let n = fit(fds[i]);
+                if n > 1000 {
+                    n
+                } else {
+                    0
+                }
+            });
+            let short: Vec<String> = IDLE
+                .iter()
+                .enumerate()
+                .filter(|&(i, &v)| ns[i] < 10_000 && b.variant_wanted(v))
+                .map(|(i, &v)| format!("{} {} ({:.2} fds per conn)", idle_name(v), ns[i], fds[i]))
+                .collect();
+            if !short.is_empty() {
+                let hard = if nofile < 1 << 20 {
+                    " (the hard limit; not raisable here)"
+                } else {
+                    ""
+                };
                 b.notes.push(format!(
-                    "idle: N = 10,000 does not fit: RLIMIT_NOFILE is {nofile} (the hard limit; not \
-                     raisable here) and a libwsclient connection takes {fds_per_conn} fds; used N = {large}"
+                    "idle: N = 10,000 does not fit every variant under RLIMIT_NOFILE {nofile}{hard}: \
+                     {} (0: not run); the others ran at 10,000",
+                    short.join(", ")
                 ));
             }
-            if large > 1000 {
-                b.counts.idle.push(large);
-                b.bench_idle(large);
+            if ns.iter().any(|&n| n > 0) {
+                let max = ns.iter().copied().max().unwrap();
+                b.counts.idle.push(max);
+                b.bench_idle(ns);
             }
         }
     }
