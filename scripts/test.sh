@@ -46,10 +46,27 @@ rust_tests() {
     return "$rc"
 }
 
+# The suites that drive connections, again with every client on the shared workers.
+rust_tests_shared() {
+    local out suites=""
+    out=$(mktemp)
+    for t in api backpressure connection failures handshake_extras hostile log misuse proxy \
+        ratelimit reconnect resources stats streaming stress tls tls_options unix; do
+        suites+=" --test $t"
+    done
+    # shellcheck disable=SC2086
+    WSC_WORKER=shared cargo test $suites 2>&1 | tee "$out"
+    local rc=${PIPESTATUS[0]}
+    awk '/^test result:/ { p += $4; f += $6 } END { printf "rust-tests-shared: %d passed, %d failed\n", p, f }' "$out"
+    rm -f "$out"
+    return "$rc"
+}
+
 run format cargo fmt --all -- --check
 run lint cargo clippy --all-targets -- -D warnings
 run cross-check bash scripts/cross-check.sh
 run rust-tests rust_tests
+run rust-tests-shared rust_tests_shared
 run c-tests bash tests/c/run.sh
 run fuzz bash scripts/fuzz.sh "${WSC_FUZZ_SECONDS:-20}"
 run tsan bash tests/tsan.sh

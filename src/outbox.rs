@@ -252,7 +252,7 @@ impl Outbox {
         // A send from the client's own callback needs no wake-up: the worker is running
         // that callback and looks at the queue before it waits again (`wake_pending` stays
         // set until then, which spares other senders' wake-ups too).
-        if !self.wake_pending.swap(true, SeqCst) && !self.on_worker_thread() {
+        if !self.wake_pending.swap(true, SeqCst) && !self.driven_here() {
             self.wake();
         }
         Ok(id)
@@ -268,7 +268,13 @@ impl Outbox {
     /// This thread runs this client's worker, or is a shared worker thread: waiting here for
     /// room would wait for a worker that cannot run.
     pub fn on_worker_thread(&self) -> bool {
-        SHARED_WORKER.with(Cell::get) || DRIVING.with(Cell::get) == self as *const Outbox as usize
+        SHARED_WORKER.with(Cell::get) || self.driven_here()
+    }
+
+    /// This thread is in this client's worker now (its callback): the worker looks at the
+    /// queue when the callback returns, so a send needs no wake-up.
+    fn driven_here(&self) -> bool {
+        DRIVING.with(Cell::get) == self as *const Outbox as usize
     }
 
     /// Worker side: the next watermark event to emit, if any (call until None).

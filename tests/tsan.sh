@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the Rust concurrency stress test (tests/stress.rs) under ThreadSanitizer: nightly,
+# Runs the Rust concurrency stress test (tests/stress.rs, in thread and shared worker mode) and
+# the shared worker tests (tests/shared.rs) under ThreadSanitizer: nightly,
 # -Zsanitizer=thread, and the standard library rebuilt with it (-Zbuild-std, needs the
 # nightly rust-src component; .ci/run installs both). A data race fails the run.
 # Prints "tsan: N passed, N failed".
@@ -21,8 +22,15 @@ out=$(mktemp)
 RUSTFLAGS="-Zsanitizer=thread" RUSTDOCFLAGS="-Zsanitizer=thread" \
     TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
     CARGO_TARGET_DIR=target/tsan \
-    cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu --test stress 2>&1 | tee "$out"
+    cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu --test stress --test shared 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
+# The stress test again with every client on the shared workers.
+WSC_WORKER=shared RUSTFLAGS="-Zsanitizer=thread" RUSTDOCFLAGS="-Zsanitizer=thread" \
+    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+    CARGO_TARGET_DIR=target/tsan \
+    cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu --test stress 2>&1 | tee -a "$out"
+rc2=${PIPESTATUS[0]}
+[ "$rc" -eq 0 ] && rc=$rc2
 if grep -q "WARNING: ThreadSanitizer" "$out"; then
     rc=1
 fi
