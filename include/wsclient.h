@@ -197,12 +197,15 @@ typedef struct wsc_event {
 
 /**
  * Receives events in callback mode, on the client's worker thread, one at a time, in order.
- * `ev` and its `data` are valid only until the callback returns.
+ * (In `WSC_WORKER_SHARED` mode, on the thread that drives the client then: see
+ * `wsc_config_set_worker`; still one at a time, in order.) `ev` and its `data` are valid
+ * only until the callback returns.
  *
  * The callback may call any `wsc_client_*` function on its own client, including
  * `wsc_client_send_*`, `wsc_client_close` and `wsc_client_free` (after `wsc_client_free` it
  * must not touch the client again, and no further callback runs). It must not block for long:
- * while it runs, this client reads and writes nothing. It must not unwind (throw) into the
+ * while it runs, this client reads and writes nothing (in shared mode, neither do the other
+ * clients on the same shared worker). It must not unwind (throw) into the
  * library.
  */
 typedef void (*wsc_event_cb)(void *user_data, const struct wsc_event *ev);
