@@ -414,10 +414,16 @@ struct free_in_cb {
     int trigger;
     int nth;
     int seen;
+    /* Messages the callback sends at OPEN (from its own thread: the main thread cannot send
+     * while the callback may free the client at any moment). */
+    int burst_on_open;
 };
 
 static void free_hook(collector *col, const wsc_event *ev) {
     struct free_in_cb *f = col->ctx;
+    if (ev->type == WSC_EVENT_OPEN)
+        for (int i = 0; i < f->burst_on_open; i++)
+            CHECK_OK(wsc_client_send_text(col->client, "flowing", 7));
     if (ev->type != f->trigger || ++f->seen != f->nth) return;
     wsc_client_free(col->client);
     collector_set_freed(col);
@@ -433,11 +439,10 @@ TEST(free_inside_callback_on_message) {
     collector col;
     collector_init(&col);
     col.keep_payload = 0;
-    struct free_in_cb f = {.trigger = WSC_EVENT_TEXT, .nth = 10};
+    struct free_in_cb f = {.trigger = WSC_EVENT_TEXT, .nth = 10, .burst_on_open = 500};
     col.hook = free_hook;
     col.ctx = &f;
-    wsc_client *c = open_callback("/", NULL, &col);
-    for (int i = 0; i < 500; i++) CHECK_OK(wsc_client_send_text(c, "flowing", 7));
+    open_callback("/", NULL, &col);
     /* from here on the client may be gone: do not touch it */
     check_freed_in_callback(&col);
     CHECK_EQ(collector_messages(&col), 10);
