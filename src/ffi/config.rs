@@ -22,8 +22,8 @@ pub struct wsc_config {
 
 /// Creates a config with the defaults: TLS verification on, connect timeout 10 s, no pings,
 /// pong timeout 10 s, close timeout 5 s, max message 64 MiB (frames too), send and receive
-/// queues 128 MiB each, permessage-deflate offered, streaming off (max streamed message
-/// 4 GiB).
+/// queues 128 MiB each, read and write buffers 16 KiB each, permessage-deflate offered,
+/// streaming off (max streamed message 4 GiB).
 ///
 /// Returns NULL only if memory is exhausted. The caller owns the config and frees it with
 /// `wsc_config_free` exactly once; clients keep their own copy, so it may be freed as soon as
