@@ -3,6 +3,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -414,11 +415,15 @@ struct free_in_cb {
     int trigger;
     int nth;
     int seen;
+    /* Set while the test thread still uses the client: the hook waits for it to finish, as
+     * freeing under its feet would be the test's own use after free. */
+    atomic_int sending;
 };
 
 static void free_hook(collector *col, const wsc_event *ev) {
     struct free_in_cb *f = col->ctx;
     if (ev->type != f->trigger || ++f->seen != f->nth) return;
+    while (atomic_load(&f->sending)) sleep_ms(1);
     wsc_client_free(col->client);
     collector_set_freed(col);
 }
@@ -433,11 +438,13 @@ TEST(free_inside_callback_on_message) {
     collector col;
     collector_init(&col);
     col.keep_payload = 0;
-    struct free_in_cb f = {.trigger = WSC_EVENT_TEXT, .nth = 10};
+    struct free_in_cb f = {.trigger = WSC_EVENT_TEXT, .nth = 10, .sending = 1};
     col.hook = free_hook;
     col.ctx = &f;
     wsc_client *c = open_callback("/", NULL, &col);
+    /* the 10th echo may arrive before the 500th send: the hook then waits for `sending` */
     for (int i = 0; i < 500; i++) CHECK_OK(wsc_client_send_text(c, "flowing", 7));
+    atomic_store(&f.sending, 0);
     /* from here on the client may be gone: do not touch it */
     check_freed_in_callback(&col);
     CHECK_EQ(collector_messages(&col), 10);
