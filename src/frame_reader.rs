@@ -6,11 +6,20 @@
 //! `FrameSocket::read(Some(max_size))`: `Ok(None)` at end of stream, I/O errors (`WouldBlock`
 //! included) passed through, a capacity error as soon as a header announces more than
 //! `max_size`, and payloads handed out as zero-copy slices of the buffer.
+//!
+//! While no header is pending, a read asks for `read_size` bytes. Once a header announces a
+//! larger payload, its whole length is reserved (address space only, as tungstenite did) and
+//! reads ask for the rest of it, but at most as much again as has arrived so far (at least
+//! 64 KiB): a 1 MiB payload takes a handful of reads, yet a server that announces a large
+//! frame and sends little of it makes the client touch little more memory than it sent.
 
 use bytes::{Buf, BytesMut};
 use std::io::{self, Cursor, Read};
 use tungstenite::error::{CapacityError, Error};
 use tungstenite::protocol::frame::{Frame, FrameHeader};
+
+/// The least a read may ask for towards a large payload (see the module comment).
+const MIN_PAYLOAD_READ: usize = 64 * 1024;
 
 pub struct FrameReader<S> {
     stream: S,
@@ -58,14 +67,21 @@ impl<S: Read> FrameReader<S> {
                     let used = cursor.position() as usize;
                     self.buf.advance(used);
                     self.filled -= used;
-                    self.header = Some((header, len as usize));
+                    let len = len as usize;
+                    // Room for the payload and one read past it, so no read moves it.
+                    let room = len.saturating_add(self.read_size);
+                    if len > self.read_size && room > self.buf.len() {
+                        self.buf.reserve(room - self.buf.len());
+                    }
+                    self.header = Some((header, len));
                 }
             }
             let want = match self.header {
                 Some((_, len)) if len <= self.filled => return Ok(Some(self.take())),
-                // The rest of a large payload in one read, straight into the memory it is
-                // delivered in.
-                Some((_, len)) => (len - self.filled).max(self.read_size),
+                // Straight into the memory the payload is delivered in.
+                Some((_, len)) => (len - self.filled)
+                    .min(self.filled.max(MIN_PAYLOAD_READ))
+                    .max(self.read_size),
                 None => self.read_size,
             };
             if self.fill(want)? == 0 {
@@ -186,7 +202,7 @@ mod tests {
     }
 
     #[test]
-    fn a_large_payload_is_read_in_one_go() {
+    fn a_large_payload_takes_few_reads_and_is_not_kept() {
         let wire = frame(vec![9; 1 << 20], true);
         let mut r = FrameReader::new(
             Drip {
@@ -200,9 +216,27 @@ mod tests {
             256,
         );
         assert_eq!(read_all(&mut r, 1 << 20), vec![vec![9; 1 << 20]]);
-        // Header read, payload read, end of stream, each after one WouldBlock.
-        assert_eq!(r.stream.reads, 6);
+        // 256 B, 64 KiB, four that double what arrived, the end of stream: 7 reads, each after
+        // a WouldBlock.
+        assert_eq!(r.stream.reads, 14);
         assert!(r.buf.capacity() <= 4096, "kept {}", r.buf.capacity());
+    }
+
+    #[test]
+    fn an_announced_payload_is_not_touched_before_it_arrives() {
+        let mut wire = frame(vec![9; 16 << 20], true);
+        wire.truncate(1000);
+        let mut r = FrameReader::new(&wire[..], Vec::new(), 256);
+        assert!(r.read(16 << 20).unwrap().is_none());
+        assert!(
+            r.buf.capacity() >= 16 << 20,
+            "the payload's room is reserved"
+        );
+        assert!(
+            r.buf.len() <= 1000 + MIN_PAYLOAD_READ,
+            "zero-filled {}",
+            r.buf.len()
+        );
     }
 
     #[test]
