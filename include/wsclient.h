@@ -821,8 +821,8 @@ void wsc_client_free(struct wsc_client *client);
 /**
  * Creates a config with the defaults: TLS verification on, connect timeout 10 s, no pings,
  * pong timeout 10 s, close timeout 5 s, max message 64 MiB (frames too), send and receive
- * queues 128 MiB each, permessage-deflate offered, streaming off (max streamed message
- * 4 GiB).
+ * queues 128 MiB each, read and write buffers 16 KiB each, permessage-deflate offered,
+ * streaming off (max streamed message 4 GiB).
  *
  * Returns NULL only if memory is exhausted. The caller owns the config and frees it with
  * `wsc_config_free` exactly once; clients keep their own copy, so it may be freed as soon as
@@ -959,6 +959,27 @@ wsc_status wsc_config_set_send_queue_limit(struct wsc_config *cfg, size_t bytes)
  * to half of that.
  */
 wsc_status wsc_config_set_recv_queue_limit(struct wsc_config *cfg, size_t bytes);
+
+/**
+ * Bytes the client asks of the socket per read, which is also what an idle connection's
+ * read buffer holds once data has arrived (default 16384; 256 to 16777216, anything else is
+ * refused with `WSC_ERR_INVALID_ARGUMENT`). A frame whose payload is larger is read straight
+ * into a buffer of its own size, in as few reads as the socket allows, whatever this size;
+ * so a larger value mainly saves reads when many small messages arrive together, and costs
+ * that much memory per connection. Message and frame limits are unaffected.
+ */
+wsc_status wsc_config_set_read_buffer_size(struct wsc_config *cfg, size_t bytes);
+
+/**
+ * Capacity of the buffer that collects small outgoing frames which a connection keeps
+ * between bursts (default 16384; 256 to 16777216, anything else is refused with
+ * `WSC_ERR_INVALID_ARGUMENT`). The buffer grows as needed while sends queue up, whatever
+ * this size, and is cut back to it after a flush that used less than an eighth of it;
+ * payloads of 64 KiB and more are never copied into it. It bounds the memory an idle
+ * connection keeps for writing, not what may be queued (see
+ * `wsc_config_set_send_queue_limit`).
+ */
+wsc_status wsc_config_set_write_buffer_size(struct wsc_config *cfg, size_t bytes);
 
 /**
  * Trusts the CA certificates in the PEM file at `pem_path` for `wss://`, in addition to the

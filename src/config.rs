@@ -47,6 +47,10 @@ pub struct Config {
     pub stream_chunk_size: usize,
     /// Streaming: largest incoming message (decompressed); 0: unlimited.
     pub max_streamed_message_size: u64,
+    /// Bytes asked of the socket per read (a larger frame payload is read in one go).
+    pub read_buffer_size: usize,
+    /// Capacity of the write buffer kept after a flush.
+    pub write_buffer_size: usize,
     /// Who drives the open connection: a thread of its own, or a shared worker.
     pub worker: WorkerMode,
 }
@@ -70,6 +74,11 @@ impl WorkerMode {
 
 pub(crate) const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 pub(crate) const DEFAULT_MAX_STREAMED: u64 = 4 << 30;
+pub(crate) const DEFAULT_READ_BUFFER: usize = 16 << 10;
+pub(crate) const DEFAULT_WRITE_BUFFER: usize = 16 << 10;
+/// Bounds of both buffer sizes: below, a read or write per few frames; above, memory for nothing.
+pub(crate) const MIN_BUFFER: usize = 256;
+pub(crate) const MAX_BUFFER: usize = 16 << 20;
 
 impl Default for Config {
     fn default() -> Self {
@@ -102,6 +111,8 @@ impl Default for Config {
             stream_chunk_size: 0,
             max_streamed_message_size: DEFAULT_MAX_STREAMED,
             worker: WorkerMode::from_env(),
+            read_buffer_size: DEFAULT_READ_BUFFER,
+            write_buffer_size: DEFAULT_WRITE_BUFFER,
         }
     }
 }
@@ -230,6 +241,17 @@ pub fn nonzero(bytes: usize, what: &str) -> Result<usize> {
     if bytes == 0 {
         return Err(Error::invalid_argument(format!(
             "{what} must be greater than 0"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Checks a read or write buffer size from C.
+pub fn buffer_size(bytes: usize, what: &str) -> Result<usize> {
+    if !(MIN_BUFFER..=MAX_BUFFER).contains(&bytes) {
+        return Err(Error::invalid_argument(format!(
+            "{what} {bytes} is outside {MIN_BUFFER} B .. {} MiB",
+            MAX_BUFFER >> 20
         )));
     }
     Ok(bytes)

@@ -137,7 +137,8 @@ pub fn extensions(data: &[u8]) {
 }
 
 /// The frame and message layer: a `Session` reading `data` as what the server sent after the
-/// handshake, with or without permessage-deflate (first byte, bit 0) and streaming (bit 5),
+/// handshake, with or without permessage-deflate (first byte, bit 0), streaming (bit 5) and a
+/// 256-byte read buffer (bit 6),
 /// under a 64 KiB message limit; every message and chunk read must respect its limit.
 pub fn session(data: &[u8]) {
     let Some((&flags, rest)) = data.split_first() else {
@@ -149,6 +150,7 @@ pub fn session(data: &[u8]) {
         max_frame_size: (flags & 2 != 0).then_some(4096),
         stream_chunk_size: if flags & 32 != 0 { 1000 } else { 0 },
         max_streamed_message_size: 1 << 20,
+        read_buffer_size: if flags & 64 != 0 { 256 } else { 16 << 10 },
         ..Config::default()
     };
     let params = (flags & 1 != 0).then_some(Params {

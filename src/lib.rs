@@ -16,6 +16,7 @@ mod config;
 mod deflate;
 mod error;
 mod events;
+mod frame_reader;
 mod handshake;
 mod heartbeat;
 mod http_extras;

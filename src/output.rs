@@ -6,13 +6,14 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use tungstenite::Bytes;
 
-/// Buffer kept after a flush that used less than an eighth of a larger one.
-const IDLE_CAPACITY: usize = 256 * 1024;
 /// Slices per vectored write.
 const MAX_SLICES: usize = 16;
 
 #[derive(Default)]
 pub struct Output {
+    /// Capacity of `tail` kept after a flush that used less than an eighth of a larger one
+    /// (`wsc_config_set_write_buffer_size`).
+    idle_capacity: usize,
     /// Whole pieces queued before `tail`, in order.
     chunks: VecDeque<Bytes>,
     /// Bytes of `chunks[0]` already written.
@@ -26,6 +27,13 @@ pub struct Output {
 }
 
 impl Output {
+    pub fn new(idle_capacity: usize) -> Self {
+        Self {
+            idle_capacity,
+            ..Self::default()
+        }
+    }
+
     /// Appends small data (a frame header, a small payload) at the end.
     pub fn tail(&mut self) -> &mut Vec<u8> {
         &mut self.tail
@@ -82,8 +90,8 @@ impl Output {
                 n => self.advance(n),
             }
         }
-        if self.tail.capacity() > IDLE_CAPACITY && self.tail.len() < self.tail.capacity() / 8 {
-            self.tail.shrink_to(IDLE_CAPACITY);
+        if self.tail.capacity() > self.idle_capacity && self.tail.len() < self.tail.capacity() / 8 {
+            self.tail.shrink_to(self.idle_capacity);
         }
         self.tail.clear();
         self.tail_pos = 0;

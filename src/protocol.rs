@@ -5,6 +5,7 @@
 use crate::deflate::{Deflater, InflateError, Inflater, Params};
 use crate::error::Error;
 use crate::ffi::status::*;
+use crate::frame_reader::FrameReader;
 use crate::log::{self, Level};
 use crate::output::Output;
 use crate::stream::{Chunk, ChunkError, Chunker};
@@ -12,7 +13,7 @@ use crate::transport::Stream;
 use crate::Config;
 use std::io::{self, Read};
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
-use tungstenite::protocol::frame::{CloseFrame, Frame, FrameHeader, FrameSocket, Utf8Bytes};
+use tungstenite::protocol::frame::{CloseFrame, Frame, FrameHeader, Utf8Bytes};
 use tungstenite::{Bytes, Message};
 
 /// Payloads this large that we own are masked in place and written without a copy.
@@ -105,7 +106,7 @@ struct Partial {
 
 /// One connection's message layer over `S` (the socket; an in-memory stream when fuzzing).
 pub struct Session<S = Stream> {
-    frames: FrameSocket<S>,
+    frames: FrameReader<S>,
     out: Output,
     state: State,
     partial: Option<Partial>,
@@ -124,8 +125,8 @@ pub struct Session<S = Stream> {
 impl<S: Read + io::Write> Session<S> {
     pub fn new(stream: S, tail: Vec<u8>, deflate: Option<&Params>, config: &Config) -> Self {
         Self {
-            frames: FrameSocket::from_partially_read(stream, tail),
-            out: Output::default(),
+            frames: FrameReader::new(stream, tail, config.read_buffer_size),
+            out: Output::new(config.write_buffer_size),
             state: State::Active,
             partial: None,
             deflater: deflate.map(Deflater::new),
@@ -152,7 +153,7 @@ impl<S: Read + io::Write> Session<S> {
                     return Ok(Incoming::Chunk(chunk));
                 }
             }
-            let frame = match self.frames.read(Some(self.max_frame)) {
+            let frame = match self.frames.read(self.max_frame) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => return Err(self.ended("the server closed the connection")),
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -933,3 +933,173 @@ fn free_from_inside_its_own_callback() {
     );
     assert_eq!(state.texts.load(SeqCst), 5);
 }
+
+// ------------------------------------------------------------------------------------------
+// Read and write buffer sizes
+// ------------------------------------------------------------------------------------------
+
+/// Messages whose sizes straddle the frame length encodings and the smallest read buffer.
+const BUFFER_TEST_SIZES: [usize; 9] = [0, 1, 125, 255, 256, 257, 70_000, (1 << 20) + 3, 3 << 20];
+
+/// A raw server that writes its 101 answer and every message in one go (so the client reads
+/// the first frames with the handshake, and frames split anywhere): each size once whole,
+/// once in fragments of awkward sizes with a ping after the first, then many small messages.
+/// It then reads the client's echo of each and answers "verified" if all came back intact.
+fn fragmenting_server() -> (RawServer, Vec<Vec<u8>>) {
+    let mut messages: Vec<Vec<u8>> = Vec::new();
+    for (i, &n) in BUFFER_TEST_SIZES.iter().enumerate() {
+        messages.push(pattern(n, i as u8));
+        messages.push(pattern(n, 100 + i as u8));
+    }
+    messages.extend((0..1000).map(|i| pattern(i % 300, i as u8)));
+    let expected = messages.clone();
+    let server = RawServer::start(move |mut s| {
+        let Ok(head) = read_request(&mut s) else {
+            return;
+        };
+        let mut out = switching_protocols(&head, "").into_bytes();
+        for (i, m) in messages.iter().enumerate() {
+            if i % 2 == 0 || i >= 2 * BUFFER_TEST_SIZES.len() {
+                write_frame(&mut out, 0x82, m).unwrap();
+                continue;
+            }
+            let cuts = [1, 125, 126, 300, 65_536, 100_000, 255];
+            let (mut pos, mut k) = (0, 0);
+            loop {
+                let end = (pos + cuts[k % cuts.len()]).min(m.len());
+                let fin = if end == m.len() { 0x80 } else { 0 };
+                let op = if pos == 0 { 0x2 } else { 0x0 };
+                write_frame(&mut out, fin | op, &m[pos..end]).unwrap();
+                if k == 0 {
+                    write_frame(&mut out, 0x89, b"mid-message ping").unwrap();
+                }
+                (pos, k) = (end, k + 1);
+                if end == m.len() {
+                    break;
+                }
+            }
+        }
+        // Echoes flow back while this is written; the client queues them.
+        if std::io::Write::write_all(&mut s, &out).is_err() {
+            return;
+        }
+        let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+        let mut verdict = "verified".to_string();
+        for (i, m) in messages.iter().enumerate() {
+            let frame = loop {
+                match read_frame(&mut s) {
+                    Ok(f) if f.opcode() == 0xA => continue,
+                    Ok(f) => break f,
+                    Err(_) => return,
+                }
+            };
+            if frame.b0 != 0x82 || frame.payload != *m {
+                verdict = format!(
+                    "echo {i} differs ({} bytes, b0 {:#x})",
+                    frame.payload.len(),
+                    frame.b0
+                );
+                break;
+            }
+        }
+        let _ = write_frame(&mut s, 0x81, verdict.as_bytes());
+        // close_cleanly expects its reason echoed.
+        read_until_close(&mut s);
+        let _ = write_frame(&mut s, 0x88, b"\x03\xe8done");
+    });
+    (server, expected)
+}
+
+/// Every message arrives intact and its echo leaves intact with `cfg`'s buffer sizes.
+fn fragmented_round_trip(cfg: &Cfg) {
+    let (server, expected) = fragmenting_server();
+    let (c, _) = TestClient::open(&server.url(), Some(cfg), false);
+    for (i, m) in expected.iter().enumerate() {
+        let ev = loop {
+            let ev = c.must_next(Duration::from_secs(30));
+            if ev.ty != WSC_EVENT_PING {
+                break ev;
+            }
+        };
+        assert_eq!(ev.ty, WSC_EVENT_BINARY, "message {i}: {ev:?}");
+        assert_eq!(ev.data.len(), m.len(), "message {i}: length");
+        assert!(ev.data == *m, "message {i} ({} bytes) differs", m.len());
+        assert_ok(c.send_binary(&ev.data), "echo");
+    }
+    let (verdict, _) = c.wait_for(WSC_EVENT_TEXT, Duration::from_secs(30));
+    assert_eq!(verdict.text(), "verified");
+    close_cleanly(&c);
+}
+
+#[test]
+fn fragmented_and_large_messages_round_trip_through_256_byte_buffers() {
+    fragmented_round_trip(&Cfg::new().read_buffer(256).write_buffer(256));
+}
+
+#[test]
+fn fragmented_and_large_messages_round_trip_through_16_mib_buffers() {
+    fragmented_round_trip(&Cfg::new().read_buffer(16 << 20).write_buffer(16 << 20));
+}
+
+#[test]
+fn fragmented_and_large_messages_round_trip_with_default_buffers() {
+    fragmented_round_trip(&Cfg::new());
+}
+
+#[test]
+fn echo_through_tiny_buffers_in_callback_mode() {
+    let server = WsServer::echo();
+    let cfg = Cfg::new().read_buffer(256).write_buffer(256);
+    let (c, _) = TestClient::open(&server.url(), Some(&cfg), true);
+    let sizes = [0usize, 100, 256, 4000, 64 << 10, 5 << 20];
+    for (i, &n) in sizes.iter().enumerate() {
+        assert_ok(c.send_binary(&pattern(n, i as u8)), "send_binary");
+        assert_ok(c.send_text(&text_pattern(n)), "send_text");
+    }
+    for (i, &n) in sizes.iter().enumerate() {
+        let ev = c.must_next(Duration::from_secs(30));
+        assert_eq!((ev.ty, ev.data.len()), (WSC_EVENT_BINARY, n), "binary {i}");
+        assert!(ev.data == pattern(n, i as u8), "binary {i} differs");
+        let ev = c.must_next(Duration::from_secs(30));
+        assert_eq!(
+            (ev.ty, ev.text()),
+            (WSC_EVENT_TEXT, text_pattern(n)),
+            "text {i}"
+        );
+    }
+    close_cleanly(&c);
+}
+
+#[test]
+fn buffer_sizes_outside_256_bytes_to_16_mib_are_refused() {
+    type Setter = unsafe extern "C" fn(*mut wsc_config, usize) -> wsc_status;
+    let setters: [(Setter, &str); 2] = [
+        (wsc_config_set_read_buffer_size, "read buffer size"),
+        (wsc_config_set_write_buffer_size, "write buffer size"),
+    ];
+    let cfg = Cfg::new();
+    for (set, what) in setters {
+        assert_status(
+            unsafe { set(std::ptr::null_mut(), 4096) },
+            WSC_ERR_INVALID_ARGUMENT,
+            &format!("{what}: NULL config"),
+        );
+        for bad in [0, 1, 255, (16 << 20) + 1, usize::MAX] {
+            assert_status(
+                unsafe { set(cfg.raw(), bad) },
+                WSC_ERR_INVALID_ARGUMENT,
+                &format!("{what} {bad}"),
+            );
+            assert!(last_error().contains(what), "{}", last_error());
+        }
+        for good in [256, 4096, 16 << 20] {
+            assert_ok(unsafe { set(cfg.raw(), good) }, &format!("{what} {good}"));
+        }
+    }
+    // The last good values (16 MiB each) are in effect: the config still works.
+    let server = WsServer::echo();
+    let (c, _) = TestClient::open(&server.url(), Some(&cfg), false);
+    assert_ok(c.send_text("hi"), "send");
+    assert_eq!(c.must_next(WAIT).text(), "hi");
+    close_cleanly(&c);
+}

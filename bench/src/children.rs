@@ -37,8 +37,8 @@ fn lib_config(mode: &str) -> (Mode, Config) {
 }
 
 /// One non-blocking read attempt (nothing is there), as a client driven by an event loop makes
-/// once the socket was readable: tungstenite then zero-fills its 128 KiB read buffer, as it
-/// does in libwsclient's worker.
+/// once the socket was readable: tungstenite then zero-fills its 128 KiB read buffer
+/// (libwsclient's own frame reader fills only its read buffer size, 16 KiB by default).
 fn poke(ws: &mut raw::Ws) {
     use tungstenite::stream::MaybeTlsStream;
     let MaybeTlsStream::Plain(tcp) = ws.get_mut() else {

@@ -5,7 +5,7 @@
 
 use super::status::*;
 use super::{boundary, object_mut, string};
-use crate::config::{millis, nonzero, Config};
+use crate::config::{buffer_size, millis, nonzero, Config};
 use crate::deflate::Offer;
 use crate::error::Error;
 use std::ffi::c_char;
@@ -22,8 +22,8 @@ pub struct wsc_config {
 
 /// Creates a config with the defaults: TLS verification on, connect timeout 10 s, no pings,
 /// pong timeout 10 s, close timeout 5 s, max message 64 MiB (frames too), send and receive
-/// queues 128 MiB each, permessage-deflate offered, streaming off (max streamed message
-/// 4 GiB).
+/// queues 128 MiB each, read and write buffers 16 KiB each, permessage-deflate offered,
+/// streaming off (max streamed message 4 GiB).
 ///
 /// Returns NULL only if memory is exhausted. The caller owns the config and frees it with
 /// `wsc_config_free` exactly once; clients keep their own copy, so it may be freed as soon as
@@ -290,6 +290,45 @@ pub unsafe extern "C" fn wsc_config_set_recv_queue_limit(
     unsafe {
         with(cfg, |c| {
             c.recv_queue_limit = nonzero(bytes, "receive queue limit")?;
+            Ok(())
+        })
+    }
+}
+
+/// Bytes the client asks of the socket per read, which is also what an idle connection's
+/// read buffer holds once data has arrived (default 16384; 256 to 16777216, anything else is
+/// refused with `WSC_ERR_INVALID_ARGUMENT`). A frame whose payload is larger is read straight
+/// into a buffer of its own size, in as few reads as the socket allows, whatever this size;
+/// so a larger value mainly saves reads when many small messages arrive together, and costs
+/// that much memory per connection. Message and frame limits are unaffected.
+#[no_mangle]
+pub unsafe extern "C" fn wsc_config_set_read_buffer_size(
+    cfg: *mut wsc_config,
+    bytes: usize,
+) -> wsc_status {
+    unsafe {
+        with(cfg, |c| {
+            c.read_buffer_size = buffer_size(bytes, "read buffer size")?;
+            Ok(())
+        })
+    }
+}
+
+/// Capacity of the buffer that collects small outgoing frames which a connection keeps
+/// between bursts (default 16384; 256 to 16777216, anything else is refused with
+/// `WSC_ERR_INVALID_ARGUMENT`). The buffer grows as needed while sends queue up, whatever
+/// this size, and is cut back to it after a flush that used less than an eighth of it;
+/// payloads of 64 KiB and more are never copied into it. It bounds the memory an idle
+/// connection keeps for writing, not what may be queued (see
+/// `wsc_config_set_send_queue_limit`).
+#[no_mangle]
+pub unsafe extern "C" fn wsc_config_set_write_buffer_size(
+    cfg: *mut wsc_config,
+    bytes: usize,
+) -> wsc_status {
+    unsafe {
+        with(cfg, |c| {
+            c.write_buffer_size = buffer_size(bytes, "write buffer size")?;
             Ok(())
         })
     }

@@ -204,6 +204,8 @@ TEST(null_arguments_are_refused) {
     CHECK_NULL_ARG(wsc_config_set_max_frame_size(NULL, 100));
     CHECK_NULL_ARG(wsc_config_set_send_queue_limit(NULL, 100));
     CHECK_NULL_ARG(wsc_config_set_recv_queue_limit(NULL, 100));
+    CHECK_NULL_ARG(wsc_config_set_read_buffer_size(NULL, 4096));
+    CHECK_NULL_ARG(wsc_config_set_write_buffer_size(NULL, 4096));
     CHECK_NULL_ARG(wsc_config_set_ca_file(NULL, "/nonexistent.pem"));
     CHECK_NULL_ARG(wsc_config_set_tls_verify(NULL, true));
     CHECK_NULL_ARG(wsc_config_set_deflate(NULL, true));
@@ -299,6 +301,13 @@ TEST(config_setters_validate) {
     CHECK_OK(wsc_config_set_max_frame_size(cfg, 1 << 16));
     CHECK_OK(wsc_config_set_send_queue_limit(cfg, 1 << 20));
     CHECK_OK(wsc_config_set_recv_queue_limit(cfg, 1 << 20));
+    /* buffer sizes: 256 B to 16 MiB */
+    CHECK_STATUS(wsc_config_set_read_buffer_size(cfg, 255), WSC_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(wsc_config_set_read_buffer_size(cfg, (16 << 20) + 1), WSC_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(wsc_config_set_write_buffer_size(cfg, 0), WSC_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(wsc_config_set_write_buffer_size(cfg, SIZE_MAX), WSC_ERR_INVALID_ARGUMENT);
+    CHECK_OK(wsc_config_set_read_buffer_size(cfg, 256));
+    CHECK_OK(wsc_config_set_write_buffer_size(cfg, 16 << 20));
     CHECK_OK(wsc_config_set_tls_verify(cfg, false));
     CHECK_OK(wsc_config_set_tls_verify(cfg, true));
 

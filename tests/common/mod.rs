@@ -314,6 +314,20 @@ impl Cfg {
         );
         self
     }
+    pub fn read_buffer(self, bytes: usize) -> Self {
+        assert_ok(
+            unsafe { wsc_config_set_read_buffer_size(self.0, bytes) },
+            "set_read_buffer_size",
+        );
+        self
+    }
+    pub fn write_buffer(self, bytes: usize) -> Self {
+        assert_ok(
+            unsafe { wsc_config_set_write_buffer_size(self.0, bytes) },
+            "set_write_buffer_size",
+        );
+        self
+    }
     pub fn send_queue(self, bytes: usize) -> Self {
         assert_ok(
             unsafe { wsc_config_set_send_queue_limit(self.0, bytes) },

@@ -1,0 +1,262 @@
+//! Reads WebSocket frames off a stream through a read buffer of configurable size.
+//!
+//! This replaces tungstenite's `FrameSocket`, whose read buffer is fixed at 128 KiB and
+//! zero-filled up to its capacity before every read, so that every connection touched 128 KiB
+//! of memory at its first read, idle or not. The semantics are those of
+//! `FrameSocket::read(Some(max_size))`: `Ok(None)` at end of stream, I/O errors (`WouldBlock`
+//! included) passed through, a capacity error as soon as a header announces more than
+//! `max_size`, and payloads handed out as zero-copy slices of the buffer.
+//!
+//! While no header is pending, a read asks for `read_size` bytes. Once a header announces a
+//! larger payload, its whole length is reserved (address space only, as tungstenite did) and
+//! reads ask for the rest of it, but at most as much again as has arrived so far (at least
+//! 64 KiB): a 1 MiB payload takes a handful of reads, yet a server that announces a large
+//! frame and sends little of it makes the client touch little more memory than it sent.
+
+use bytes::{Buf, BytesMut};
+use std::io::{self, Cursor, Read};
+use tungstenite::error::{CapacityError, Error};
+use tungstenite::protocol::frame::{Frame, FrameHeader};
+
+/// The least a read may ask for towards a large payload (see the module comment).
+const MIN_PAYLOAD_READ: usize = 64 * 1024;
+
+pub struct FrameReader<S> {
+    stream: S,
+    /// `buf[..filled]` holds bytes read and not yet consumed; the rest of `buf` is room that is
+    /// already initialised, so no byte is zero-filled twice however often a read falls short.
+    buf: BytesMut,
+    filled: usize,
+    /// The header of the frame being read, and its payload length.
+    header: Option<(FrameHeader, usize)>,
+    /// Bytes asked for per read when no larger payload is pending.
+    read_size: usize,
+}
+
+impl<S> FrameReader<S> {
+    /// `tail`: bytes read past the handshake response, the start of the first frames.
+    pub fn new(stream: S, tail: Vec<u8>, read_size: usize) -> Self {
+        Self {
+            stream,
+            filled: tail.len(),
+            buf: BytesMut::from(&tail[..]),
+            header: None,
+            read_size,
+        }
+    }
+
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.stream
+    }
+}
+
+impl<S: Read> FrameReader<S> {
+    /// Reads until one frame is complete.
+    pub fn read(&mut self, max_size: usize) -> tungstenite::Result<Option<Frame>> {
+        loop {
+            if self.header.is_none() {
+                let mut cursor = Cursor::new(&self.buf[..self.filled]);
+                if let Some((header, len)) = FrameHeader::parse(&mut cursor)? {
+                    // Compare in u64 so a length above usize::MAX cannot wrap on 32 bits.
+                    if len > max_size as u64 {
+                        return Err(Error::Capacity(CapacityError::MessageTooLong {
+                            size: usize::try_from(len).unwrap_or(usize::MAX),
+                            max_size,
+                        }));
+                    }
+                    let used = cursor.position() as usize;
+                    self.buf.advance(used);
+                    self.filled -= used;
+                    let len = len as usize;
+                    // Room for the payload and one read past it, so no read moves it.
+                    let room = len.saturating_add(self.read_size);
+                    if len > self.read_size && room > self.buf.len() {
+                        self.buf.reserve(room - self.buf.len());
+                    }
+                    self.header = Some((header, len));
+                }
+            }
+            let want = match self.header {
+                Some((_, len)) if len <= self.filled => return Ok(Some(self.take())),
+                // Straight into the memory the payload is delivered in.
+                Some((_, len)) => (len - self.filled)
+                    .min(self.filled.max(MIN_PAYLOAD_READ))
+                    .max(self.read_size),
+                None => self.read_size,
+            };
+            if self.fill(want)? == 0 {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Splits the complete payload off the buffer.
+    fn take(&mut self) -> Frame {
+        let (header, len) = self.header.take().expect("a header is pending");
+        let payload = self.buf.split_to(len).freeze();
+        self.filled -= len;
+        if len > self.read_size {
+            // The large allocation goes with the payload; what follows it (at most one read
+            // of `read_size`) moves to a buffer of the configured size, so a connection that
+            // received one large message does not keep its memory while idle.
+            let mut buf = BytesMut::with_capacity(self.read_size.max(self.filled));
+            buf.extend_from_slice(&self.buf[..self.filled]);
+            self.buf = buf;
+        }
+        Frame::from_payload(header, payload)
+    }
+
+    /// One read of up to `want` bytes; zero-fills only room that no earlier read initialised.
+    fn fill(&mut self, want: usize) -> io::Result<usize> {
+        let end = self.filled + want;
+        if self.buf.len() < end {
+            self.buf.resize(end, 0);
+        }
+        let n = self.stream.read(&mut self.buf[self.filled..end])?;
+        self.filled += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tungstenite::protocol::frame::coding::{Data, OpCode};
+
+    /// A stream that returns at most `max` bytes per read, then WouldBlock once, then more.
+    struct Drip {
+        data: Vec<u8>,
+        pos: usize,
+        max: usize,
+        block_next: bool,
+        reads: usize,
+    }
+
+    impl Read for Drip {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.reads += 1;
+            self.block_next = !self.block_next;
+            if self.block_next {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.max).min(self.data.len() - self.pos);
+            buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    fn frame(payload: Vec<u8>, fin: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        Frame::message(payload, OpCode::Data(Data::Binary), fin)
+            .format(&mut out)
+            .unwrap();
+        out
+    }
+
+    fn read_all(r: &mut FrameReader<Drip>, max: usize) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        loop {
+            match r.read(max) {
+                Ok(Some(f)) => got.push(f.into_payload().to_vec()),
+                Ok(None) => return got,
+                Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn frames_of_any_size_survive_any_split() {
+        let payloads: Vec<Vec<u8>> = [0, 1, 125, 126, 300, 65535, 65536, 200_000, 3]
+            .iter()
+            .map(|&n| (0..n).map(|i| (i * 7 + n) as u8).collect())
+            .collect();
+        let wire: Vec<u8> = payloads
+            .iter()
+            .flat_map(|p| frame(p.clone(), true))
+            .collect();
+        for (read_size, max, tail) in [
+            (256, 1, 0),
+            (256, 7000, 5),
+            (16384, 1 << 20, 130),
+            (1 << 20, 1 << 20, 2),
+        ] {
+            let mut r = FrameReader::new(
+                Drip {
+                    data: wire[tail..].to_vec(),
+                    pos: 0,
+                    max,
+                    block_next: false,
+                    reads: 0,
+                },
+                wire[..tail].to_vec(),
+                read_size,
+            );
+            assert_eq!(
+                read_all(&mut r, 1 << 20),
+                payloads,
+                "read size {read_size}, {max} per read"
+            );
+        }
+    }
+
+    #[test]
+    fn a_large_payload_takes_few_reads_and_is_not_kept() {
+        let wire = frame(vec![9; 1 << 20], true);
+        let mut r = FrameReader::new(
+            Drip {
+                data: wire,
+                pos: 0,
+                max: usize::MAX,
+                block_next: false,
+                reads: 0,
+            },
+            Vec::new(),
+            256,
+        );
+        assert_eq!(read_all(&mut r, 1 << 20), vec![vec![9; 1 << 20]]);
+        // 256 B, 64 KiB, four that double what arrived, the end of stream: 7 reads, each after
+        // a WouldBlock.
+        assert_eq!(r.stream.reads, 14);
+        assert!(r.buf.capacity() <= 4096, "kept {}", r.buf.capacity());
+    }
+
+    #[test]
+    fn an_announced_payload_is_not_touched_before_it_arrives() {
+        let mut wire = frame(vec![9; 16 << 20], true);
+        wire.truncate(1000);
+        let mut r = FrameReader::new(&wire[..], Vec::new(), 256);
+        assert!(r.read(16 << 20).unwrap().is_none());
+        assert!(
+            r.buf.capacity() >= 16 << 20,
+            "the payload's room is reserved"
+        );
+        assert!(
+            r.buf.len() <= 1000 + MIN_PAYLOAD_READ,
+            "zero-filled {}",
+            r.buf.len()
+        );
+    }
+
+    #[test]
+    fn an_oversized_header_is_refused_before_its_payload() {
+        let wire = frame(vec![0; 100], true);
+        let mut r = FrameReader::new(&wire[..2], Vec::new(), 256);
+        assert!(matches!(
+            r.read(99),
+            Err(Error::Capacity(CapacityError::MessageTooLong {
+                size: 100,
+                max_size: 99
+            }))
+        ));
+        let mut r = FrameReader::new(&wire[..], Vec::new(), 256);
+        assert_eq!(r.read(100).unwrap().unwrap().payload().len(), 100);
+        assert!(r.read(100).unwrap().is_none());
+        // A 64-bit length with the top bit set is a protocol error, not a crash.
+        let bad = [0x82, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+        assert!(FrameReader::new(&bad[..], Vec::new(), 256)
+            .read(100)
+            .is_err());
+    }
+}
