@@ -176,34 +176,9 @@ fn sends_from_eight_threads_each_keep_their_order() {
 fn callbacks_run_on_one_worker_thread_and_may_send() {
     let server = WsServer::echo();
     let c = TestClient::new_callback(&server.url(), None);
-    // From inside the callback: on OPEN send "0"; on each echo n < 100 send n + 1.
-    let client = Arc::new(AtomicPtr::new(c.raw()));
     let send_status = Arc::new(AtomicUsize::new(0));
-    {
-        let client = Arc::clone(&client);
-        let send_status = Arc::clone(&send_status);
-        c.collector().set_hook(Box::new(move |ev| {
-            let next = match ev.ty {
-                WSC_EVENT_OPEN => Some(0),
-                WSC_EVENT_TEXT => ev
-                    .text()
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| *n < 100)
-                    .map(|n| n + 1),
-                _ => None,
-            };
-            if let Some(n) = next {
-                let s = n.to_string();
-                let st = unsafe {
-                    wsc_client_send_text(client.load(SeqCst), s.as_ptr().cast(), s.len())
-                };
-                if st != WSC_OK {
-                    send_status.store(st as usize, SeqCst);
-                }
-            }
-        }));
-    }
+    c.collector()
+        .set_hook(count_to_100(c.raw(), Arc::clone(&send_status)));
     assert_ok(c.connect(), "connect");
     c.expect_open();
     for n in 0..=100 {

@@ -662,6 +662,32 @@ impl Drop for TestClient {
 }
 
 /// Events of the given type.
+/// A hook that counts from inside the callback: on OPEN it sends "0", on each echo n < 100
+/// it sends n + 1. A failed send's status is stored in `failed`.
+pub fn count_to_100(client: *mut wsc_client, failed: Arc<AtomicUsize>) -> Hook {
+    let client = client as usize;
+    Box::new(move |ev| {
+        let next = match ev.ty {
+            WSC_EVENT_OPEN => Some(0),
+            WSC_EVENT_TEXT => ev
+                .text()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n < 100)
+                .map(|n| n + 1),
+            _ => None,
+        };
+        if let Some(n) = next {
+            let s = n.to_string();
+            let p = client as *mut wsc_client;
+            let st = unsafe { wsc_client_send_text(p, s.as_ptr().cast(), s.len()) };
+            if st != WSC_OK {
+                failed.store(st as usize, SeqCst);
+            }
+        }
+    })
+}
+
 pub fn of_type(events: &[OwnedEvent], ty: wsc_event_type) -> Vec<&OwnedEvent> {
     events.iter().filter(|e| e.ty == ty).collect()
 }
