@@ -62,6 +62,14 @@ rust_tests_shared() {
     return "$rc"
 }
 
+# A part of the Autobahn cases with the agent on the shared workers. Runs before the full
+# suite, whose report is the one kept in target/autobahn-report.
+conformance_shared() {
+    WSC_WORKER=shared bash tests/conformance/run.sh -i '1.*' -i '5.*' -i '7.*' -i '9.1.*' \
+        -i '12.1.*' | sed 's/^conformance: /conformance-shared: /'
+    return "${PIPESTATUS[0]}"
+}
+
 run format cargo fmt --all -- --check
 run lint cargo clippy --all-targets -- -D warnings
 run cross-check bash scripts/cross-check.sh
@@ -71,6 +79,7 @@ run c-tests bash tests/c/run.sh
 run fuzz bash scripts/fuzz.sh "${WSC_FUZZ_SECONDS:-20}"
 run tsan bash tests/tsan.sh
 run interop bash tests/interop/run.sh
+run conformance-shared conformance_shared
 run conformance bash tests/conformance/run.sh
 run packaging bash scripts/package-test.sh
 
