@@ -353,10 +353,13 @@ impl Drop for Client {
     /// callback returns (it delivers nothing more).
     fn drop(&mut self) {
         self.shared.stop.store(true, SeqCst);
-        self.shared.outbox.request(|c| c.shutdown = true);
         let Some(handle) = lock(&self.worker).take() else {
             return; // never connected: no worker
         };
+        // A worker that is gone (the usual case after CLOSE) needs no wake-up.
+        if !self.shared.done.is_set() {
+            self.shared.outbox.request(|c| c.shutdown = true);
+        }
         // In shared mode the worker may live on a shared thread by now: wait for it to
         // leave the connection, wherever it is, unless this is that thread.
         if !self.shared.outbox.on_worker_thread() {

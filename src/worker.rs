@@ -71,6 +71,10 @@ impl Done {
         self.cv.notify_all();
     }
 
+    pub fn is_set(&self) -> bool {
+        *lock(&self.flag)
+    }
+
     pub fn wait(&self) {
         let mut done = lock(&self.flag);
         while !*done {
