@@ -814,7 +814,9 @@ size_t wsc_client_buffered_amount(const struct wsc_client *client);
  * sure every message was delivered, call `wsc_client_close` and wait for `WSC_EVENT_CLOSE`
  * first. Safe from any thread, including from inside the client's own callback: there it
  * cannot wait for its own thread, so it returns at once and the worker exits as soon as the
- * callback returns, without running the callback again.
+ * callback returns, without running the callback again. In `WSC_WORKER_SHARED` mode the same
+ * holds inside a callback of any client on the shared worker that drives this one; from a
+ * callback on another shared worker it waits, as from any other thread.
  */
 void wsc_client_free(struct wsc_client *client);
 

@@ -60,6 +60,7 @@ impl Client {
             reconnect: Default::default(),
             response: std::sync::OnceLock::new(),
             done: Default::default(),
+            driver: Default::default(),
         };
         Ok(Client {
             shared: Arc::new(shared),
@@ -360,12 +361,27 @@ impl Drop for Client {
         if !self.shared.done.is_set() {
             self.shared.outbox.request(|c| c.shutdown = true);
         }
-        // In shared mode the worker may live on a shared thread by now: wait for it to
-        // leave the connection, wherever it is, unless this is that thread.
-        if !self.shared.outbox.on_worker_thread() {
-            self.shared.done.wait();
-            let _ = handle.join();
+        // In the client's own callback the worker cannot be waited for: it stops when the
+        // callback returns. Elsewhere wait for it to leave, wherever it runs by now.
+        if self.shared.outbox.driven_here() {
+            return;
         }
+        let here = crate::outbox::shared_worker_here();
+        if here == 0 {
+            self.shared.done.wait();
+        } else {
+            // On a shared worker: the client may be on this very thread (then it stops after
+            // the current callback), or arrive here while we wait; never wait for ourselves.
+            loop {
+                if self.shared.driver.load(SeqCst) == here {
+                    return;
+                }
+                if self.shared.done.wait_for(Duration::from_millis(5)) {
+                    break;
+                }
+            }
+        }
+        let _ = handle.join();
     }
 }
 

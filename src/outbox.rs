@@ -84,13 +84,18 @@ impl Wake for mio::Waker {
 thread_local! {
     /// The outbox whose worker runs on this thread now (0: none).
     static DRIVING: Cell<usize> = const { Cell::new(0) };
-    /// A shared worker thread, which runs many clients' callbacks.
-    static SHARED_WORKER: Cell<bool> = const { Cell::new(false) };
+    /// On a shared worker thread, which runs many clients' callbacks: its number (from 1).
+    static SHARED_WORKER: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Marks this thread as a shared worker thread for its whole life.
-pub fn mark_shared_worker_thread() {
-    SHARED_WORKER.with(|s| s.set(true));
+/// Marks this thread as shared worker number `n` (from 1) for its whole life.
+pub fn mark_shared_worker_thread(n: usize) {
+    SHARED_WORKER.with(|s| s.set(n));
+}
+
+/// The number of the shared worker this thread is, or 0.
+pub fn shared_worker_here() -> usize {
+    SHARED_WORKER.with(Cell::get)
 }
 
 /// Why `try_push` did not queue a message.
@@ -268,12 +273,12 @@ impl Outbox {
     /// This thread runs this client's worker, or is a shared worker thread: waiting here for
     /// room would wait for a worker that cannot run.
     pub fn on_worker_thread(&self) -> bool {
-        SHARED_WORKER.with(Cell::get) || self.driven_here()
+        shared_worker_here() != 0 || self.driven_here()
     }
 
     /// This thread is in this client's worker now (its callback): the worker looks at the
     /// queue when the callback returns, so a send needs no wake-up.
-    fn driven_here(&self) -> bool {
+    pub fn driven_here(&self) -> bool {
         DRIVING.with(Cell::get) == self as *const Outbox as usize
     }
 

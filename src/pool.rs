@@ -12,7 +12,7 @@ use mio::{Events, Poll, Token};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,6 +57,8 @@ pub fn reactor() -> std::io::Result<&'static Reactor> {
 
 /// The handle other threads use: hand over a connection, or wake one.
 pub struct Reactor {
+    /// Its number, from 1 (`Shared::driver`).
+    number: usize,
     waker: mio::Waker,
     inbox: Mutex<Inbox>,
     /// Connections it drives (to spread new ones).
@@ -82,19 +84,22 @@ impl Reactor {
         let waker = mio::Waker::new(poll.registry(), WAKE)?;
         // Lives as long as the process: its thread never ends.
         let reactor: &'static Reactor = Box::leak(Box::new(Reactor {
+            number: i + 1,
             waker,
             inbox: Mutex::new(Inbox::default()),
             conns: AtomicUsize::new(0),
         }));
         std::thread::Builder::new()
             .name(format!("wsclient-shared-{i}"))
-            .spawn(move || Driver::new(reactor, poll).run())?;
+            .spawn(move || Driver::new(reactor, poll).run(i + 1))?;
         Ok(reactor)
     }
 
     /// Takes over an open connection (called on the thread that connected it).
     pub fn adopt(&'static self, worker: Worker, conn: Conn) {
         self.conns.fetch_add(1, Relaxed);
+        // Before it is in the inbox: a free on this thread must not wait for it.
+        worker.shared().driver.store(self.number, SeqCst);
         self.post(|inbox| inbox.adopt.push((worker, conn)));
     }
 
@@ -156,8 +161,8 @@ impl Driver {
         }
     }
 
-    fn run(mut self) {
-        mark_shared_worker_thread();
+    fn run(mut self, number: usize) {
+        mark_shared_worker_thread(number);
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = if self.run.is_empty() {
@@ -230,6 +235,7 @@ impl Driver {
         if let Err(e) = conn.stream().register(self.poll.registry(), Token(slot)) {
             self.free.push(slot);
             self.reactor.conns.fetch_sub(1, Relaxed);
+            worker.shared().driver.store(0, SeqCst);
             let e = crate::error::Error::new(
                 crate::WSC_ERR_INTERNAL,
                 format!("shared worker: cannot register the socket: {e}"),
@@ -294,6 +300,7 @@ impl Driver {
         e.conn.stream().deregister(self.poll.registry());
         self.free.push(slot);
         self.reactor.conns.fetch_sub(1, Relaxed);
+        e.worker.shared().driver.store(0, SeqCst);
         e
     }
 }

@@ -56,6 +56,8 @@ pub struct Shared {
     pub response: std::sync::OnceLock<crate::http_extras::Response>,
     /// Set when the worker is gone for good: `wsc_client_free` waits for it.
     pub done: Done,
+    /// The shared worker (numbered from 1) that has the connection, or 0.
+    pub driver: std::sync::atomic::AtomicUsize,
 }
 
 /// A one-way flag another thread can wait for.
@@ -80,6 +82,16 @@ impl Done {
         while !*done {
             done = self.cv.wait(done).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// Waits up to `timeout`; true once set.
+    pub fn wait_for(&self, timeout: Duration) -> bool {
+        let done = lock(&self.flag);
+        let (done, _) = self
+            .cv
+            .wait_timeout_while(done, timeout, |d| !*d)
+            .unwrap_or_else(|e| e.into_inner());
+        *done
     }
 }
 

@@ -299,3 +299,67 @@ fn freeing_clients_from_another_thread_while_they_flood_returns_promptly() {
         started.elapsed()
     );
 }
+
+/// A callback on one shared worker frees a client that another shared worker is running a
+/// callback of: the free waits for that callback to end, and nothing runs after it.
+#[test]
+fn a_free_from_one_shared_worker_waits_for_a_callback_on_another() {
+    let _serial = serial();
+    let server = WsServer::echo();
+    let cfg = shared_cfg();
+    let (a, _) = TestClient::open(&server.url(), Some(&cfg), true);
+    let (b, _) = TestClient::open(&server.url(), Some(&cfg), true);
+    // The least loaded shared worker takes each new connection: two workers, two clients.
+    assert_ne!(a.collector().threads()[0], b.collector().threads()[0]);
+    let in_b = Arc::new(AtomicUsize::new(0));
+    let b_after_free = Arc::new(AtomicUsize::new(0));
+    let freed = Arc::new(AtomicUsize::new(0));
+    {
+        let (in_b, b_after_free, freed) = (in_b.clone(), b_after_free.clone(), freed.clone());
+        b.collector().set_hook(Box::new(move |_| {
+            if freed.load(SeqCst) > 0 {
+                b_after_free.fetch_add(1, SeqCst);
+            }
+            in_b.store(1, SeqCst);
+            std::thread::sleep(Duration::from_millis(200));
+            in_b.store(0, SeqCst);
+        }));
+    }
+    let (b_raw, _b_collector) = b.into_raw();
+    let b_ptr = b_raw as usize;
+    {
+        let (in_b, freed) = (in_b.clone(), freed.clone());
+        a.collector().set_hook(Box::new(move |ev| {
+            if ev.ty == WSC_EVENT_TEXT && ev.text() == "free b" {
+                unsafe { wsc_client_free(b_ptr as *mut wsc_client) };
+                // 2: freed while B's callback had ended; 3: while it still ran.
+                freed.store(2 + in_b.load(SeqCst), SeqCst);
+            }
+        }));
+    }
+    assert_ok(
+        unsafe { wsc_client_send_text(b_raw, "slow".as_ptr().cast(), 4) },
+        "send to b",
+    );
+    let deadline = Instant::now() + WAIT;
+    while in_b.load(SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "b's callback never ran");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_ok(a.send_text("free b"), "send to a");
+    while freed.load(SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "a's callback never freed b");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        freed.load(SeqCst),
+        2,
+        "the free returned while b's callback ran"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        b_after_free.load(SeqCst),
+        0,
+        "b's callback ran after the free"
+    );
+}

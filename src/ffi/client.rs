@@ -449,7 +449,9 @@ pub unsafe extern "C" fn wsc_client_buffered_amount(client: *const wsc_client) -
 /// sure every message was delivered, call `wsc_client_close` and wait for `WSC_EVENT_CLOSE`
 /// first. Safe from any thread, including from inside the client's own callback: there it
 /// cannot wait for its own thread, so it returns at once and the worker exits as soon as the
-/// callback returns, without running the callback again.
+/// callback returns, without running the callback again. In `WSC_WORKER_SHARED` mode the same
+/// holds inside a callback of any client on the shared worker that drives this one; from a
+/// callback on another shared worker it waits, as from any other thread.
 #[no_mangle]
 pub unsafe extern "C" fn wsc_client_free(client: *mut wsc_client) {
     boundary_or((), || {
