@@ -204,13 +204,13 @@ impl Driver {
                     }
                 }
             }
-            let run = std::mem::take(&mut self.run);
+            let mut run = std::mem::take(&mut self.run);
             for &slot in &run {
                 self.turn(slot, now);
             }
-            self.run = run;
-            self.run.clear();
-            std::mem::swap(&mut self.run, &mut self.again);
+            // Next round: those that asked to go on; the emptied list is reused for them.
+            run.clear();
+            self.run = std::mem::replace(&mut self.again, run);
         }
     }
 

@@ -472,17 +472,9 @@ impl Worker {
             let ending = match self.open(waiter) {
                 Ok(mut conn) => {
                     attempt = 1;
-                    if self.shared.config.worker == crate::config::WorkerMode::Shared {
-                        match crate::pool::reactor() {
-                            Ok(pool) => {
-                                conn.stream().deregister(waiter.poll.registry());
-                                return Some((conn, pool));
-                            }
-                            Err(e) => wsc_log!(
-                                Level::Warn,
-                                "shared workers unavailable, driving on this thread: {e}"
-                            ),
-                        }
+                    if let Some(pool) = self.shared_worker() {
+                        conn.stream().deregister(waiter.poll.registry());
+                        return Some((conn, pool));
                     }
                     match self.drive(waiter, &mut conn) {
                         Some(end) => self.ended(conn, end),
@@ -508,8 +500,24 @@ impl Worker {
         }
     }
 
+    /// In shared mode, the shared worker to hand the open connection to; None: drive it on
+    /// this thread (thread mode, or the shared workers cannot be started).
+    fn shared_worker(&self) -> Option<&'static crate::pool::Reactor> {
+        if self.shared.config.worker != crate::config::WorkerMode::Shared {
+            return None;
+        }
+        crate::pool::reactor()
+            .map_err(|e| {
+                wsc_log!(
+                    Level::Warn,
+                    "shared workers unavailable, driving on this thread: {e}"
+                )
+            })
+            .ok()
+    }
+
     /// The reconnect delay before attempt number `attempt`; None when this end is final.
-    fn next_delay(&mut self, ended: &End, attempt: u32) -> Option<Duration> {
+    fn next_delay(&self, ended: &End, attempt: u32) -> Option<Duration> {
         let by_caller = self.shared.reconnect.closed.load(SeqCst);
         self.shared
             .config
@@ -531,13 +539,10 @@ impl Worker {
                 return self.finish(ended.end, ended.unsent);
             }
         };
-        if let Err(e) = self.start_detached(waiter, ended, delay) {
+        // Detached: its end is signalled through `Shared::done`.
+        if let Err(e) = self.start(waiter, 1, Some((ended, delay))) {
             wsc_log!(Level::Error, "cannot start a reconnect thread: {e}");
         }
-    }
-
-    fn start_detached(self, waiter: Waiter, ended: Ended, delay: Duration) -> io::Result<()> {
-        self.start(waiter, 1, Some((ended, delay))).map(drop)
     }
 
     /// Reports the end of an attempt, waits out the delay and runs the hook. False when the
@@ -625,6 +630,12 @@ impl Worker {
                 });
             }
         };
+        wsc_log!(
+            Level::Info,
+            "open: {} (subprotocol {:?})",
+            shared.target.url,
+            opened.subprotocol
+        );
         let now = Instant::now();
         let heartbeat = Heartbeat::new(config.ping_interval, config.pong_timeout, now);
         let conn = Conn::new(opened.session, heartbeat, opened.subprotocol);
@@ -639,12 +650,6 @@ impl Worker {
         let _ = shared
             .state
             .compare_exchange(STATE_CONNECTING, STATE_OPEN, SeqCst, SeqCst);
-        wsc_log!(
-            Level::Info,
-            "open: {} (subprotocol {:?})",
-            shared.target.url,
-            conn.announce
-        );
         shared.outbox.resume();
         Ok(conn)
     }

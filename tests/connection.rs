@@ -176,20 +176,7 @@ fn sends_from_eight_threads_each_keep_their_order() {
 fn callbacks_run_on_one_worker_thread_and_may_send() {
     let server = WsServer::echo();
     let c = TestClient::new_callback(&server.url(), None);
-    let send_status = Arc::new(AtomicUsize::new(0));
-    c.collector()
-        .set_hook(count_to_100(c.raw(), Arc::clone(&send_status)));
-    assert_ok(c.connect(), "connect");
-    c.expect_open();
-    for n in 0..=100 {
-        let ev = c.must_next(WAIT);
-        assert_eq!((ev.ty, ev.text()), (WSC_EVENT_TEXT, n.to_string()));
-    }
-    assert_eq!(
-        send_status.load(SeqCst),
-        0,
-        "a send from inside the callback failed"
-    );
+    count_to_100_in_callbacks(&c);
     close_cleanly(&c);
     let threads = c.collector().threads();
     assert!(

@@ -136,20 +136,7 @@ fn callbacks_run_on_a_shared_worker_and_may_send() {
     let _serial = serial();
     let server = WsServer::echo();
     let c = TestClient::new_callback(&server.url(), Some(&shared_cfg()));
-    let send_status = Arc::new(AtomicUsize::new(0));
-    c.collector()
-        .set_hook(count_to_100(c.raw(), Arc::clone(&send_status)));
-    assert_ok(c.connect(), "connect");
-    c.expect_open();
-    for n in 0..=100 {
-        let ev = c.must_next(WAIT);
-        assert_eq!((ev.ty, ev.text()), (WSC_EVENT_TEXT, n.to_string()));
-    }
-    assert_eq!(
-        send_status.load(SeqCst),
-        0,
-        "a send from the callback failed"
-    );
+    count_to_100_in_callbacks(&c);
     // Every event of the open connection came from one shared worker thread.
     let threads = c.collector().threads();
     assert!(threads.windows(2).all(|w| w[0] == w[1]), "one thread");

@@ -662,9 +662,29 @@ impl Drop for TestClient {
 }
 
 /// Events of the given type.
-/// A hook that counts from inside the callback: on OPEN it sends "0", on each echo n < 100
-/// it sends n + 1. A failed send's status is stored in `failed`.
-pub fn count_to_100(client: *mut wsc_client, failed: Arc<AtomicUsize>) -> Hook {
+/// Connects a callback-mode client whose callback counts to 100 by itself: on OPEN it sends
+/// "0", on each echo n < 100 it sends n + 1. Checks the 101 echoes in order and that every
+/// send from the callback succeeded.
+#[track_caller]
+pub fn count_to_100_in_callbacks(c: &TestClient) {
+    let send_status = Arc::new(AtomicUsize::new(0));
+    c.collector()
+        .set_hook(count_to_100(c.raw(), Arc::clone(&send_status)));
+    assert_ok(c.connect(), "connect");
+    c.expect_open();
+    for n in 0..=100 {
+        let ev = c.must_next(WAIT);
+        assert_eq!((ev.ty, ev.text()), (WSC_EVENT_TEXT, n.to_string()));
+    }
+    assert_eq!(
+        send_status.load(SeqCst),
+        0,
+        "a send from inside the callback failed"
+    );
+}
+
+/// The hook of `count_to_100_in_callbacks`; a failed send's status is stored in `failed`.
+fn count_to_100(client: *mut wsc_client, failed: Arc<AtomicUsize>) -> Hook {
     let client = client as usize;
     Box::new(move |ev| {
         let next = match ev.ty {
