@@ -3,7 +3,7 @@
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::{lock, Event, EventQueue, Popped};
-use crate::outbox::Outbox;
+use crate::outbox::{Kind, Outbox};
 use crate::stats::{Counters, SharedCounters};
 use crate::target::Target;
 use crate::worker::{self, Shared, Sink, Waiter, STATE_CONNECTING, STATE_IDLE};
@@ -12,8 +12,6 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use tungstenite::protocol::frame::Utf8Bytes;
-use tungstenite::{Bytes, Message};
 
 /// Receives every event on the worker thread, in order.
 pub type EventHandler = Box<dyn FnMut(&Event) + Send>;
@@ -133,16 +131,12 @@ impl Client {
                 format!("text is not valid UTF-8: {e}"),
             )
         })?;
-        // SAFETY: validated just above.
-        let text = unsafe { Utf8Bytes::from_bytes_unchecked(Bytes::copy_from_slice(text)) };
-        self.shared.outbox.push(Message::Text(text))
+        self.shared.outbox.push(Kind::Text, text)
     }
 
     pub fn send_binary(&self, data: &[u8]) -> Result<u64> {
         self.check_size(data.len())?;
-        self.shared
-            .outbox
-            .push(Message::Binary(Bytes::copy_from_slice(data)))
+        self.shared.outbox.push(Kind::Binary, data)
     }
 
     pub fn send_ping(&self, data: &[u8]) -> Result<u64> {
@@ -152,9 +146,7 @@ impl Client {
                 format!("ping payload of {} bytes exceeds 125", data.len()),
             ));
         }
-        self.shared
-            .outbox
-            .push(Message::Ping(Bytes::copy_from_slice(data)))
+        self.shared.outbox.push(Kind::Ping, data)
     }
 
     /// Queues one piece of a message sent in pieces: the first call opens a message of this
@@ -195,7 +187,7 @@ impl Client {
         let id = self
             .shared
             .outbox
-            .push_piece(Message::Binary(Bytes::copy_from_slice(data)), Some(piece))?;
+            .push_piece(Kind::Binary, data, Some(piece))?;
         *open = (!fin).then_some(OpenPiece { text, held });
         Ok(id)
     }

@@ -5,12 +5,13 @@ use crate::backpressure::{Crossing, FlowConfig, SpaceWait, Watermarks};
 use crate::error::{Error, Result};
 use crate::events::lock;
 use crate::{WSC_ERR_NOT_CONNECTED, WSC_ERR_QUEUE_FULL};
-use crossbeam_channel::{Receiver, Sender};
+use bytes::{Bytes, BytesMut};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tungstenite::Message;
+use tungstenite::{Message, Utf8Bytes};
 
 pub struct Outgoing {
     pub id: u64,
@@ -42,24 +43,132 @@ pub struct Control {
     pub shutdown: bool,
 }
 
-const GATE_CLOSED: usize = 1 << (usize::BITS - 1);
-/// Reconnect without keeping queued messages: refused while disconnected.
-const GATE_PAUSED: usize = 1 << (usize::BITS - 2);
-const GATE_SHUT: usize = GATE_CLOSED | GATE_PAUSED;
+/// Payloads up to this size are copied into the queue's shared buffer (no allocation per
+/// message); larger ones get a buffer of their own, copied before the queue is locked.
+const SMALL: usize = 4 << 10;
+/// The shared buffer's first allocation, made at the first small send (an idle client has none).
+const ARENA_START: usize = 8 << 10;
+
+/// What `push` queues: the kind of a message whose payload is the caller's bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    /// Already checked to be valid UTF-8.
+    Text,
+    Binary,
+    Ping,
+}
+
+impl Kind {
+    fn message(self, payload: Bytes) -> Message {
+        match self {
+            // SAFETY: text is checked to be UTF-8 before it is queued.
+            Kind::Text => Message::Text(unsafe { Utf8Bytes::from_bytes_unchecked(payload) }),
+            Kind::Binary => Message::Binary(payload),
+            Kind::Ping => Message::Ping(payload),
+        }
+    }
+}
+
+/// A queued message before the worker takes it.
+struct Item {
+    id: u64,
+    kind: Kind,
+    piece: Option<Piece>,
+    payload: Payload,
+}
+
+enum Payload {
+    /// The next `len` bytes of the shared buffer.
+    Small(usize),
+    Own(Bytes),
+}
+
+/// The messages callers queued since the worker last took them, under one lock: a sender
+/// locks it once per message, the worker once per batch.
+struct Queue {
+    /// Closed to new messages (not connected, closing, closed).
+    closed: bool,
+    /// Reconnecting without keeping queued messages: refused while disconnected.
+    paused: bool,
+    next_id: u64,
+    items: Vec<Item>,
+    /// The small payloads of `items`, back to back; the worker splits them off as one
+    /// buffer, and its slices go out as the messages' payloads.
+    arena: BytesMut,
+}
+
+/// The worker's end of the queue: messages taken from it, in order.
+#[derive(Default)]
+pub struct Taken {
+    ready: VecDeque<Outgoing>,
+    /// `items`' allocation, handed back and forth with the queue's.
+    spare: Vec<Item>,
+}
+
+impl Taken {
+    /// The next queued message, in order.
+    pub fn next(&mut self, outbox: &Outbox) -> Option<Outgoing> {
+        if self.ready.is_empty() {
+            self.refill(outbox);
+        }
+        self.ready.pop_front()
+    }
+
+    /// Messages taken but not yet handed on.
+    pub fn is_empty(&self) -> bool {
+        self.ready.is_empty()
+    }
+
+    /// Moves everything queued to this side: one lock, and one buffer for all the small
+    /// payloads, which go out as slices of it.
+    fn refill(&mut self, outbox: &Outbox) {
+        let small = {
+            let mut q = lock(&outbox.queue);
+            if q.items.is_empty() {
+                return;
+            }
+            std::mem::swap(&mut q.items, &mut self.spare);
+            q.arena.split().freeze()
+        };
+        let mut at = 0;
+        self.ready.extend(self.spare.drain(..).map(|item| {
+            let payload = match item.payload {
+                Payload::Small(len) => {
+                    at += len;
+                    small.slice(at - len..at)
+                }
+                Payload::Own(b) => b,
+            };
+            Outgoing {
+                id: item.id,
+                msg: item.kind.message(payload),
+                piece: item.piece,
+            }
+        }));
+    }
+}
+
+/// Keeps what the senders touch on every message off the cache lines the worker writes.
+#[repr(align(128))]
+struct Line<T>(T);
+
+impl<T> std::ops::Deref for Line<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
 
 pub struct Outbox {
-    tx: Sender<Outgoing>,
-    rx: Receiver<Outgoing>,
-    /// High bit: closed to new messages. Low bits: senders between check and push.
-    gate: AtomicUsize,
+    queue: Line<Mutex<Queue>>,
     queued_bytes: AtomicUsize,
     /// Of `queued_bytes`, whole messages the worker holds back behind an open message in
     /// pieces: pieces do not count them, so the final piece always fits in the end.
     held_bytes: AtomicUsize,
     limit: usize,
-    next_id: AtomicU64,
-    /// Set by the first sender after the worker last looked; clears on the worker's side.
-    wake_pending: AtomicBool,
+    /// The driver may be waiting without looking at the queue: the next push wakes it. Clear
+    /// while it works, so a busy driver costs senders no wake-up system call.
+    idle: AtomicBool,
     /// Wakes whoever drives the connection now: the client's own worker thread, or a shared
     /// worker (swapped at hand-over; locked only on a wake-up, not per message).
     waker: Mutex<Option<Arc<dyn Wake>>>,
@@ -103,8 +212,8 @@ enum Refused {
     Closed,
     /// Reconnecting with queued messages not kept.
     Paused,
-    /// The message, handed back, and the bytes queued at the time.
-    Full(Message, usize),
+    /// The bytes queued at the time.
+    Full(usize),
 }
 
 fn reconnecting() -> Error {
@@ -123,16 +232,18 @@ fn not_connected() -> Error {
 
 impl Outbox {
     pub fn new(limit: usize, flow: &FlowConfig) -> Self {
-        let (tx, rx) = crossbeam_channel::unbounded();
         Outbox {
-            tx,
-            rx,
-            gate: AtomicUsize::new(GATE_CLOSED),
+            queue: Line(Mutex::new(Queue {
+                closed: true,
+                paused: false,
+                next_id: 1,
+                items: Vec::new(),
+                arena: BytesMut::new(),
+            })),
             queued_bytes: AtomicUsize::new(0),
             held_bytes: AtomicUsize::new(0),
             limit,
-            next_id: AtomicU64::new(1),
-            wake_pending: AtomicBool::new(false),
+            idle: AtomicBool::new(true),
             waker: Mutex::new(None),
             control: Mutex::new(Control::default()),
             marks: Watermarks::new(flow),
@@ -143,7 +254,7 @@ impl Outbox {
 
     /// Called once at connect: from now on the worker can be woken and messages accepted.
     pub fn open(&self) {
-        self.gate.fetch_and(!GATE_CLOSED, SeqCst);
+        lock(&self.queue).closed = false;
     }
 
     /// Points wake-ups at a new driver (the connection moved to or from a shared worker).
@@ -153,21 +264,23 @@ impl Outbox {
         *lock(&self.waker) = Some(waker);
     }
 
-    /// Queues a message for the worker; returns its send id.
-    pub fn push(&self, msg: Message) -> Result<u64> {
-        self.push_piece(msg, None)
+    /// Queues a copy of `data` as a message of `kind` (text already checked); returns its
+    /// send id.
+    pub fn push(&self, kind: Kind, data: &[u8]) -> Result<u64> {
+        self.push_piece(kind, data, None)
     }
 
-    /// Queues a message, or with `piece` one piece of a message; returns its send id. With a
-    /// send timeout, a send that finds the queue full waits for room (never on the worker's
-    /// own thread).
-    pub fn push_piece(&self, msg: Message, piece: Option<Piece>) -> Result<u64> {
-        let len = msg.len();
-        let (msg, queued) = match self.try_push(msg, piece, len) {
+    /// Queues a message, or with `piece` one piece of a message (`kind` binary); returns its
+    /// send id. With a send timeout, a send that finds the queue full waits for room (never
+    /// on the worker's own thread).
+    pub fn push_piece(&self, kind: Kind, data: &[u8], piece: Option<Piece>) -> Result<u64> {
+        let len = data.len();
+        let own = (len > SMALL).then(|| Bytes::copy_from_slice(data));
+        let queued = match self.try_push(kind, data, &own, piece) {
             Ok(id) => return Ok(id),
             Err(Refused::Closed) => return Err(not_connected()),
             Err(Refused::Paused) => return Err(reconnecting()),
-            Err(Refused::Full(msg, queued)) => (msg, queued),
+            Err(Refused::Full(queued)) => queued,
         };
         // A waiter may have failed on the bytes this attempt added for a moment: wake it to
         // look again. (Not from the waiters' own attempts, which run under the wait's lock.)
@@ -183,21 +296,19 @@ impl Outbox {
                        the worker, which is running that callback)";
             return Err(self.full(queued, why));
         }
-        let mut msg = Some(msg);
         let mut queued = queued;
         let deadline = Instant::now() + timeout;
-        let outcome = self.space.wait(deadline, || {
-            match self.try_push(msg.take().expect("kept while waiting"), piece, len) {
+        let outcome = self
+            .space
+            .wait(deadline, || match self.try_push(kind, data, &own, piece) {
                 Ok(id) => Some(Ok(id)),
                 Err(Refused::Closed) => Some(Err(not_connected())),
                 Err(Refused::Paused) => Some(Err(reconnecting())),
-                Err(Refused::Full(m, q)) => {
-                    msg = Some(m);
+                Err(Refused::Full(q)) => {
                     queued = q;
                     None
                 }
-            }
-        });
+            });
         let waited = format!(" (after waiting {} ms)", timeout.as_millis());
         outcome.unwrap_or_else(|| Err(self.full(queued, &waited)))
     }
@@ -212,52 +323,60 @@ impl Outbox {
         )
     }
 
-    /// One attempt: queues the message if the gate is open and it fits; else hands it back
-    /// with the bytes queued at the time.
+    /// One attempt: queues the message if the queue is open and it fits (`own`: the copy
+    /// of a large payload, made beforehand); else says why not.
     fn try_push(
         &self,
-        msg: Message,
+        kind: Kind,
+        data: &[u8],
+        own: &Option<Bytes>,
         piece: Option<Piece>,
-        len: usize,
     ) -> std::result::Result<u64, Refused> {
-        let gate = self.gate.fetch_add(1, SeqCst);
-        if gate & GATE_SHUT != 0 {
-            self.gate.fetch_sub(1, SeqCst);
-            if gate & GATE_CLOSED == 0 {
-                return Err(Refused::Paused);
-            }
+        let len = data.len();
+        let mut q = lock(&self.queue);
+        if q.closed {
             return Err(Refused::Closed);
         }
-        let result = self.push_open(msg, piece, len);
-        self.gate.fetch_sub(1, SeqCst);
-        result
-    }
-
-    fn push_open(
-        &self,
-        msg: Message,
-        piece: Option<Piece>,
-        len: usize,
-    ) -> std::result::Result<u64, Refused> {
-        let queued = self.queued_bytes.fetch_add(len, SeqCst) + len;
+        if q.paused {
+            return Err(Refused::Paused);
+        }
+        let queued = self.queued_bytes.load(SeqCst) + len;
         let exempt = match piece {
             Some(_) => self.held_bytes.load(SeqCst),
             None => 0,
         };
         if queued.saturating_sub(exempt) > self.limit {
-            self.queued_bytes.fetch_sub(len, SeqCst);
-            return Err(Refused::Full(msg, queued - len));
+            return Err(Refused::Full(queued - len));
         }
+        self.queued_bytes.fetch_add(len, SeqCst);
         // A crossing of the high mark is picked up by the worker after the wake-up below
-        // (or, if one is pending, when it re-arms and looks at the queue).
+        // (or, if the queue was not empty, when it next looks at it).
         self.marks.on_push(queued);
-        let id = self.next_id.fetch_add(1, SeqCst);
-        // The receiver lives as long as self, so this cannot fail.
-        let _ = self.tx.send(Outgoing { id, msg, piece });
-        // A send from the client's own callback needs no wake-up: the worker is running
-        // that callback and looks at the queue before it waits again (`wake_pending` stays
-        // set until then, which spares other senders' wake-ups too).
-        if !self.wake_pending.swap(true, SeqCst) && !self.driven_here() {
+        let payload = match own {
+            Some(b) => Payload::Own(b.clone()),
+            None => {
+                if q.arena.capacity() - q.arena.len() < len {
+                    q.arena.reserve(len.max(ARENA_START));
+                }
+                q.arena.extend_from_slice(data);
+                Payload::Small(len)
+            }
+        };
+        let id = q.next_id;
+        q.next_id += 1;
+        q.items.push(Item {
+            id,
+            kind,
+            piece,
+            payload,
+        });
+        // Read under the lock, which the driver takes to look at the queue after it went
+        // idle: either it sees this message or this sees it idle. One sender wakes it.
+        let wake = self.idle.load(SeqCst) && self.idle.swap(false, SeqCst);
+        drop(q);
+        // A send from the client's own callback needs no wake-up: the worker is running that
+        // callback and looks at the queue before it waits again.
+        if wake && !self.driven_here() {
             self.wake();
         }
         Ok(id)
@@ -290,38 +409,30 @@ impl Outbox {
         self.marks.next(self.queued_bytes())
     }
 
-    /// Closes the gate and waits out senders already past it, so that every message pushed
-    /// so far is in the channel. Returns false if it was already closed.
+    /// Closes the queue to new messages; every message pushed so far is in it. Returns false
+    /// if it was already closed.
     pub fn close_gate(&self) -> bool {
-        self.shut(GATE_CLOSED)
-    }
-
-    /// Closes the gate with `bit` and waits out senders already past it; true if that bit
-    /// was clear.
-    fn shut(&self, bit: usize) -> bool {
-        let prev = self.gate.fetch_or(bit, SeqCst);
-        while self.gate.load(SeqCst) & !GATE_SHUT != 0 {
-            std::hint::spin_loop();
-        }
+        let was_open = !std::mem::replace(&mut lock(&self.queue).closed, true);
         // Blocked senders give up with WSC_ERR_NOT_CONNECTED.
         self.space.notify();
-        prev & bit == 0
+        was_open
     }
 
-    /// Reconnect: refuses sends until `reopen`, waiting out senders past the gate.
+    /// Reconnect: refuses sends until `resume`.
     pub fn pause_gate(&self) {
-        self.shut(GATE_PAUSED);
+        lock(&self.queue).paused = true;
+        self.space.notify();
     }
 
     /// Reconnect: lifts a pause (at the next open).
     pub fn resume(&self) {
-        self.gate.fetch_and(!GATE_PAUSED, SeqCst);
+        lock(&self.queue).paused = false;
     }
 
-    /// Reconnect: opens the gate the worker closed when the connection ended (a pause stays).
-    /// The worker closes it again if `wsc_client_close` raced with this.
+    /// Reconnect: reopens the queue the worker closed when the connection ended (a pause
+    /// stays). The worker closes it again if `wsc_client_close` raced with this.
     pub fn reopen(&self) {
-        self.gate.fetch_and(!GATE_CLOSED, SeqCst);
+        lock(&self.queue).closed = false;
     }
 
     /// A handle that wakes the worker from another thread (the DNS resolver).
@@ -342,17 +453,23 @@ impl Outbox {
         self.wake();
     }
 
-    /// Worker side: re-arm the wake-up before draining, so a later push wakes it again.
-    pub fn rearm(&self) {
-        self.wake_pending.store(false, SeqCst);
+    /// Worker side, at the start of a turn: the driver looks at the queue now, so pushes need
+    /// not wake it.
+    pub fn awake(&self) {
+        if self.idle.load(Relaxed) {
+            self.idle.store(false, SeqCst);
+        }
     }
 
-    pub fn try_take(&self) -> Option<Outgoing> {
-        self.rx.try_recv().ok()
+    /// Worker side, before it waits: pushes from now on wake it. It must look at the queue
+    /// (`has_pending`) after this, for messages pushed before.
+    pub fn going_idle(&self) {
+        self.idle.store(true, SeqCst);
     }
 
+    /// Worker side: messages are queued that it has not taken (see `Taken`).
     pub fn has_pending(&self) -> bool {
-        !self.rx.is_empty()
+        !lock(&self.queue).items.is_empty()
     }
 
     /// Worker side: `n` bytes left the queue (handed to the socket or reported as failed).

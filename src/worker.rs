@@ -10,7 +10,7 @@ use crate::events::{
 };
 use crate::heartbeat::{Beat, Heartbeat};
 use crate::log::{wsc_log, Level};
-use crate::outbox::{Outbox, Outgoing};
+use crate::outbox::{Outbox, Outgoing, Taken};
 use crate::protocol::{Incoming, ReadError, Session, Unsent};
 use crate::ratelimit::RateLimit;
 use crate::stats::{Counters, PingTimer, SharedCounters};
@@ -297,7 +297,7 @@ impl Conn {
 
     /// The next message to hand to the session: those held back behind a message in pieces
     /// come first once it ended. Whole data messages that arrive while one is open are held.
-    fn next_outgoing(&mut self, outbox: &Outbox) -> Option<Outgoing> {
+    fn next_outgoing(&mut self, outbox: &Outbox, taken: &mut Taken) -> Option<Outgoing> {
         loop {
             if !self.piece_open {
                 if let Some(out) = self.held.pop_front() {
@@ -305,7 +305,7 @@ impl Conn {
                     return Some(out);
                 }
             }
-            let out = outbox.try_take()?;
+            let out = taken.next(outbox)?;
             let data = matches!(out.msg, Message::Text(_) | Message::Binary(_));
             if self.piece_open && out.piece.is_none() && data {
                 outbox.hold(out.len(), true);
@@ -361,6 +361,8 @@ pub struct Worker {
     opened_before: bool,
     /// The send rate limit; None when there is none (then no clock is read for it).
     limit: Option<RateLimit>,
+    /// The worker's end of the send queue.
+    taken: Taken,
     /// A message taken from the outbox that the rate limit holds back; it goes first.
     rate_held: Option<Outgoing>,
     /// When the rate limit lets `rate_held` go.
@@ -389,6 +391,7 @@ pub fn spawn(
         pings: PingTimer::default(),
         opened_before: false,
         limit,
+        taken: Taken::default(),
         rate_held: None,
         rate_wait: None,
     };
@@ -719,12 +722,11 @@ impl Worker {
         if shared.stop.load(SeqCst) {
             return Turn::Freed;
         }
+        shared.outbox.awake();
         if let Some(subprotocol) = conn.announce.take() {
             self.emit(Event::new(EventKind::Open, Bytes::from(subprotocol)));
             self.deliver();
         }
-        // Re-arm before draining, so a message queued after the drain wakes us again.
-        shared.outbox.rearm();
         if woken {
             if let Sink::Queue(q) = &self.sink {
                 self.paused &= q.reader_paused();
@@ -752,6 +754,12 @@ impl Worker {
         }
         self.publish(conn);
         self.deliver();
+        let timeout = self.next_timeout(conn, now);
+        if timeout == Some(Duration::ZERO) {
+            return Turn::Wait(timeout);
+        }
+        // About to wait: from now on a send wakes us; one queued before is seen here.
+        shared.outbox.going_idle();
         Turn::Wait(self.next_timeout(conn, now))
     }
 
@@ -778,6 +786,7 @@ impl Worker {
 
     fn next_timeout(&self, conn: &Conn, now: Instant) -> Option<Duration> {
         let queued = self.rate_held.is_some()
+            || !self.taken.is_empty()
             || self.shared.outbox.has_pending()
             || (!conn.piece_open && !conn.held.is_empty());
         let rate_ok = !matches!(self.rate_wait, Some(t) if t > now);
@@ -809,7 +818,11 @@ impl Worker {
         let mut released = 0;
         self.rate_wait = None;
         while conn.sendable() && !conn.write_blocked && conn.ws.pending_output() < WRITE_BATCH {
-            let Some(out) = self.rate_held.take().or_else(|| conn.next_outgoing(outbox)) else {
+            let Some(out) = self
+                .rate_held
+                .take()
+                .or_else(|| conn.next_outgoing(outbox, &mut self.taken))
+            else {
                 if let Some((code, reason)) = conn.close_requested.take() {
                     let frame = CloseFrame {
                         code: CloseCode::from(code),
@@ -1109,7 +1122,11 @@ impl Worker {
     pub fn leave_quietly(&mut self, conn: &mut Conn) {
         let outbox = &self.shared.outbox;
         outbox.close_gate();
-        while let Some(out) = self.rate_held.take().or_else(|| conn.next_outgoing(outbox)) {
+        while let Some(out) = self
+            .rate_held
+            .take()
+            .or_else(|| conn.next_outgoing(outbox, &mut self.taken))
+        {
             outbox.release(out.len());
             conn.write(out);
         }
@@ -1161,11 +1178,12 @@ impl Worker {
         } else {
             None
         };
+        let mut taken = std::mem::take(&mut self.taken);
         let queued = held.into_iter().chain(std::iter::from_fn(|| {
             if !drain_queue {
                 return None;
             }
-            shared.outbox.try_take()
+            taken.next(&shared.outbox)
         }));
         let queued = queued.map(|out| {
             shared.outbox.release(out.len());
@@ -1182,6 +1200,8 @@ impl Worker {
             ev.flags = crate::ffi::event::event_type(kind) as u32;
             self.emit(ev);
         }
+        // Kept for the next attempt when not drained.
+        self.taken = taken;
         let flags = if last {
             end.flags
         } else {

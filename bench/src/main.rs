@@ -545,6 +545,12 @@ impl Bench {
                 for _ in 0..count {
                     c.send_binary(&buf);
                 }
+                if std::env::var_os("WSBENCH_DEBUG").is_some() {
+                    eprintln!(
+                        "send {size} B x {count}: sends returned after {:?}",
+                        t0.elapsed()
+                    );
+                }
                 c.send_text(b"done");
                 let n = match v {
                     V::Poll | V::Shared => {
@@ -622,9 +628,18 @@ impl Bench {
     /// library, wsc_client_new ... wsc_client_free).
     fn cycle(&self, v: V, tls: bool, n: usize) -> Vec<f64> {
         let mut us = Vec::with_capacity(n);
+        // WSBENCH_DEBUG: per-phase medians (start, open, close call, closed, free).
+        let debug = std::env::var_os("WSBENCH_DEBUG").is_some();
+        let mut phases: Vec<[f64; 5]> = Vec::new();
         for _ in 0..n {
             let t = Instant::now();
             match v {
+                V::Raw if debug => {
+                    let ws = self.raw_connect(tls, "/echo");
+                    let a = t.elapsed().as_secs_f64() * 1e6;
+                    raw::close(ws);
+                    phases.push([a, 0.0, 0.0, t.elapsed().as_secs_f64() * 1e6 - a, 0.0]);
+                }
                 V::Raw => raw::close(self.raw_connect(tls, "/echo")),
                 V::RawAlt => {
                     let (url, _, port) = self.url(tls, "/echo");
@@ -635,15 +650,48 @@ impl Bench {
                     raw::close(raw::connect(&url, port, Some(&fresh)));
                 }
                 V::Poll | V::Cb | V::Shared => {
+                    let mut marks = [0.0; 5];
+                    let mut mark = |i: usize| {
+                        if debug {
+                            marks[i] = t.elapsed().as_secs_f64() * 1e6;
+                        }
+                    };
                     let c = self.lib_start(v, tls, "/echo", None);
+                    mark(0);
                     c.wait_open();
+                    mark(1);
                     c.close();
+                    mark(2);
                     c.wait_closed();
+                    mark(3);
                     drop(c);
+                    mark(4);
+                    if debug {
+                        let mut d = marks;
+                        for i in (1..5).rev() {
+                            d[i] -= marks[i - 1];
+                        }
+                        phases.push(d);
+                    }
                 }
                 V::SharedCb => unreachable!(),
             }
             us.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        if debug && !phases.is_empty() {
+            let m: Vec<String> = (0..5)
+                .map(|i| {
+                    format!(
+                        "{:.1}",
+                        median(&phases.iter().map(|p| p[i]).collect::<Vec<_>>()).unwrap()
+                    )
+                })
+                .collect();
+            eprintln!(
+                "cycle {}: phases µs (start/connect, open, close call, closed, free): {}",
+                v.name(),
+                m.join(" ")
+            );
         }
         vec![median(&us).unwrap()]
     }
@@ -1213,8 +1261,11 @@ fn main() {
         b.bench_recv(SMALL, b.counts.recv_small);
         b.bench_recv(BIG, b.counts.recv_big);
     }
-    if b.wanted("send") {
+    // `send-small` / `send-big`: one size only (for profiling).
+    if b.wanted("send") || b.wanted("send-small") {
         b.bench_send(SMALL, b.counts.send_small);
+    }
+    if b.wanted("send") || b.wanted("send-big") {
         b.bench_send(BIG, b.counts.send_big);
     }
     if b.wanted("cycle") {
