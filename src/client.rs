@@ -6,11 +6,10 @@ use crate::events::{lock, Event, EventQueue, Popped};
 use crate::outbox::{Kind, Outbox};
 use crate::stats::{Counters, SharedCounters};
 use crate::target::Target;
-use crate::worker::{self, Shared, Sink, Waiter, STATE_CONNECTING, STATE_IDLE};
+use crate::worker::{self, Shared, Sink, STATE_CONNECTING, STATE_IDLE};
 use crate::*;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Receives every event on the worker thread, in order.
@@ -30,7 +29,8 @@ pub struct Client {
     handler: Mutex<Option<EventHandler>>,
     queue: Arc<EventQueue>,
     callback_mode: AtomicBool,
-    worker: Mutex<Option<JoinHandle<()>>>,
+    /// The worker was started (by `connect`).
+    started: Mutex<bool>,
     /// The message being sent in pieces, if one is open.
     open_piece: Mutex<Option<OpenPiece>>,
 }
@@ -65,7 +65,7 @@ impl Client {
             handler: Mutex::new(None),
             queue: Arc::new(queue),
             callback_mode: AtomicBool::new(false),
-            worker: Mutex::new(None),
+            started: Mutex::new(false),
             open_piece: Mutex::new(None),
         })
     }
@@ -84,7 +84,7 @@ impl Client {
 
     /// Starts the worker, which connects in the background. Only once per client.
     pub fn connect(&self) -> Result<()> {
-        let mut worker = lock(&self.worker);
+        let mut started = lock(&self.started);
         if self
             .shared
             .state
@@ -95,10 +95,9 @@ impl Client {
                 "wsc_client_connect was already called on this client",
             ));
         }
-        let started = self.start();
-        match started {
-            Ok(handle) => {
-                *worker = Some(handle);
+        match self.start() {
+            Ok(()) => {
+                *started = true;
                 Ok(())
             }
             Err(e) => {
@@ -110,17 +109,16 @@ impl Client {
         }
     }
 
-    fn start(&self) -> Result<JoinHandle<()>> {
+    fn start(&self) -> Result<()> {
         let internal = |e: std::io::Error| {
             Error::new(WSC_ERR_INTERNAL, format!("cannot start the worker: {e}"))
         };
-        let waiter = Waiter::new(&self.shared.outbox).map_err(internal)?;
         self.shared.outbox.open();
         let sink = match lock(&self.handler).take() {
             Some(h) => Sink::Callback(h),
             None => Sink::Queue(Arc::clone(&self.queue)),
         };
-        worker::spawn(Arc::clone(&self.shared), waiter, sink).map_err(internal)
+        worker::spawn(Arc::clone(&self.shared), sink).map_err(internal)
     }
 
     pub fn send_text(&self, text: &[u8]) -> Result<u64> {
@@ -346,9 +344,9 @@ impl Drop for Client {
     /// callback returns (it delivers nothing more).
     fn drop(&mut self) {
         self.shared.stop.store(true, SeqCst);
-        let Some(handle) = lock(&self.worker).take() else {
+        if !*lock(&self.started) {
             return; // never connected: no worker
-        };
+        }
         // A worker that is gone (the usual case after CLOSE) needs no wake-up.
         if !self.shared.done.is_set() {
             self.shared.outbox.request(|c| c.shutdown = true);
@@ -373,7 +371,6 @@ impl Drop for Client {
                 }
             }
         }
-        let _ = handle.join();
     }
 }
 

@@ -32,6 +32,7 @@ mod reconnect;
 mod stats;
 mod stream;
 mod target;
+mod threads;
 mod tls_options;
 mod transport;
 mod worker;

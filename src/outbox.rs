@@ -264,6 +264,11 @@ impl Outbox {
         *lock(&self.waker) = Some(waker);
     }
 
+    /// The worker is gone: its thread's poller may serve another client now.
+    pub fn clear_waker(&self) {
+        *lock(&self.waker) = None;
+    }
+
     /// Queues a copy of `data` as a message of `kind` (text already checked); returns its
     /// send id.
     pub fn push(&self, kind: Kind, data: &[u8]) -> Result<u64> {

@@ -100,18 +100,23 @@ impl Done {
 pub struct Waiter {
     poll: Poll,
     events: Events,
+    waker: Arc<mio::Waker>,
 }
 
 impl Waiter {
-    /// A poller whose waker the outbox uses from now on.
-    pub fn new(outbox: &Outbox) -> io::Result<Waiter> {
+    pub fn new() -> io::Result<Waiter> {
         let poll = Poll::new()?;
-        let waker = mio::Waker::new(poll.registry(), WAKER)?;
-        outbox.set_waker(Arc::new(waker));
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
         Ok(Waiter {
             poll,
             events: Events::with_capacity(16),
+            waker,
         })
+    }
+
+    /// What wakes this poller (for the outbox of the client it serves).
+    pub fn waker(&self) -> Arc<mio::Waker> {
+        Arc::clone(&self.waker)
     }
 }
 
@@ -369,11 +374,8 @@ pub struct Worker {
     rate_wait: Option<Instant>,
 }
 
-pub fn spawn(
-    shared: Arc<Shared>,
-    waiter: Waiter,
-    sink: Sink,
-) -> io::Result<std::thread::JoinHandle<()>> {
+/// Starts the client's worker on a worker thread (see `threads`).
+pub fn spawn(shared: Arc<Shared>, sink: Sink) -> io::Result<()> {
     let flow = &shared.config.flow;
     let limit = RateLimit::new(
         flow.rate_messages,
@@ -395,7 +397,7 @@ pub fn spawn(
         rate_held: None,
         rate_wait: None,
     };
-    worker.start(waiter, 0, None)
+    worker.start(0, None)
 }
 
 impl Drop for Worker {
@@ -405,6 +407,7 @@ impl Drop for Worker {
         if let Sink::Queue(q) = &self.sink {
             q.finish();
         }
+        self.shared.outbox.clear_waker();
         self.shared.done.set();
     }
 }
@@ -416,29 +419,26 @@ impl Worker {
 
     /// Runs the worker's connect attempts on a thread of its own; `ended` is the connection
     /// a shared worker saw end, with the reconnect delay it drew.
-    fn start(
-        self,
-        waiter: Waiter,
-        attempt: u32,
-        ended: Option<(Ended, Duration)>,
-    ) -> io::Result<std::thread::JoinHandle<()>> {
-        std::thread::Builder::new()
-            .name("wsclient".into())
-            .spawn(move || self.run(waiter, attempt, ended))
+    fn start(self, attempt: u32, ended: Option<(Ended, Duration)>) -> io::Result<()> {
+        let shared = Arc::clone(&self.shared);
+        crate::threads::run(&shared.outbox, move |waiter| {
+            self.run(waiter, attempt, ended)
+        })
     }
 
-    fn run(mut self, mut waiter: Waiter, attempt: u32, ended: Option<(Ended, Duration)>) {
+    fn run(mut self, waiter: &mut Waiter, attempt: u32, ended: Option<(Ended, Duration)>) {
         let shared = Arc::clone(&self.shared);
         let _driving = shared.outbox.driving();
-        let outcome = catch_unwind(AssertUnwindSafe(|| self.live(&mut waiter, attempt, ended)));
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.live(waiter, attempt, ended)));
         match outcome {
-            Ok(Some((conn, pool))) => {
-                drop(waiter);
-                pool.adopt(self, conn);
-            }
+            Ok(Some((conn, pool))) => return pool.adopt(self, conn),
             Ok(None) => {}
             Err(panic) => self.report_panic(panic),
         }
+        // Offer this thread to the next client before the drop tells this one's caller that
+        // the worker is done (a caller that frees and connects again finds it idle).
+        crate::threads::going_idle();
+        drop(self);
     }
 
     /// Reports a panic of the worker's own code as an internal error and the end.
@@ -535,15 +535,9 @@ impl Worker {
         let Some(delay) = self.next_delay(&ended.end, 1) else {
             return self.finish(ended.end, ended.unsent);
         };
-        let waiter = match Waiter::new(&self.shared.outbox) {
-            Ok(w) => w,
-            Err(e) => {
-                wsc_log!(Level::Error, "cannot reconnect: no poller: {e}");
-                return self.finish(ended.end, ended.unsent);
-            }
-        };
-        // Detached: its end is signalled through `Shared::done`.
-        if let Err(e) = self.start(waiter, 1, Some((ended, delay))) {
+        // Its end is signalled through `Shared::done`. If no thread can start, the worker
+        // is dropped, which ends the client's life (poll mode sees the end of events).
+        if let Err(e) = self.start(1, Some((ended, delay))) {
             wsc_log!(Level::Error, "cannot start a reconnect thread: {e}");
         }
     }
