@@ -34,22 +34,6 @@ fn shared_cfg() -> Cfg {
     cfg
 }
 
-/// Names of this process's threads.
-fn thread_names() -> Vec<String> {
-    let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|n| n.trim().to_owned())
-        .collect()
-}
-
-fn count_named(prefix: &str) -> usize {
-    thread_names()
-        .iter()
-        .filter(|n| n.starts_with(prefix))
-        .count()
-}
-
 #[test]
 fn the_worker_mode_and_pool_size_are_checked() {
     let _serial = serial();

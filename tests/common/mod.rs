@@ -1543,6 +1543,23 @@ pub fn thread_count() -> usize {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// Names of this process's threads (Linux: /proc).
+pub fn thread_names() -> Vec<String> {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .collect()
+}
+
+/// Threads of this process whose name starts with `prefix`.
+pub fn count_named(prefix: &str) -> usize {
+    thread_names()
+        .iter()
+        .filter(|n| n.starts_with(prefix))
+        .count()
+}
+
 /// Open file descriptors of this process (Linux: /proc).
 pub fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
