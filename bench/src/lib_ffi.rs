@@ -141,8 +141,19 @@ pub struct CbState {
     /// Wake the waiter only when `bins` reaches this (0: on every binary message).
     pub want_bins: AtomicU64,
     pub unclean: AtomicBool,
+    /// Round trips driven from inside the callback (see `start_replies`).
+    replies: Mutex<Option<Replies>>,
     mu: Mutex<()>,
     cv: Condvar,
+}
+
+/// Round trips in which the callback, on each echo, sends the next message itself.
+struct Replies {
+    client: usize,
+    msg: Vec<u8>,
+    left: usize,
+    sent_at: Instant,
+    us: Vec<f64>,
 }
 
 impl CbState {
@@ -153,6 +164,58 @@ impl CbState {
     fn signal(&self) {
         drop(self.mu.lock().unwrap());
         self.cv.notify_all();
+    }
+
+    /// Sends `msg` and, from then on, the next copy from inside the callback on each echo,
+    /// `count` round trips in all; `replies_done` then has their times in µs.
+    pub fn start_replies(&self, c: &Client, msg: &[u8], count: usize) {
+        *self.replies.lock().unwrap() = Some(Replies {
+            client: c.c as usize,
+            msg: msg.to_vec(),
+            left: count - 1,
+            sent_at: Instant::now(),
+            us: Vec::with_capacity(count),
+        });
+        c.send_text(msg);
+    }
+
+    /// Waits for the round trips `start_replies` began; their times in µs.
+    pub fn replies_done(&self) -> Vec<f64> {
+        self.wait("round trips from the callback", |s| {
+            s.replies
+                .lock()
+                .unwrap()
+                .as_ref()
+                .is_some_and(|r| r.left == usize::MAX)
+        });
+        self.replies.lock().unwrap().take().unwrap().us
+    }
+
+    /// On an echo: its round trip time, and the next send (false: not replying).
+    fn on_reply(&self) -> bool {
+        let mut guard = self.replies.lock().unwrap();
+        let Some(r) = guard.as_mut().filter(|r| r.left != usize::MAX) else {
+            return false;
+        };
+        r.us.push(r.sent_at.elapsed().as_secs_f64() * 1e6);
+        if r.left == 0 {
+            r.left = usize::MAX;
+            drop(guard);
+            self.signal();
+            return true;
+        }
+        r.left -= 1;
+        r.sent_at = Instant::now();
+        // SAFETY: the client is live while its callback runs; msg is a live buffer.
+        let rc = unsafe {
+            wsc_client_send_text(
+                r.client as *mut wsc_client,
+                r.msg.as_ptr().cast(),
+                r.msg.len(),
+            )
+        };
+        check(rc, "wsc_client_send_text from the callback");
+        true
     }
 
     /// Blocks until `cond` holds (re-checked after every signal).
@@ -183,6 +246,7 @@ unsafe extern "C" fn on_event(user_data: *mut c_void, ev: *const wsc_event) {
                 st.signal();
             }
         }
+        WSC_EVENT_TEXT if st.on_reply() => {}
         WSC_EVENT_TEXT => {
             // SAFETY: data/len describe the message, valid during the callback.
             let data = unsafe { std::slice::from_raw_parts(ev.data, ev.len) };

@@ -38,6 +38,9 @@ enum V {
     Shared,
     /// libwsclient, callback mode, shared worker (round trip ws p50 only)
     SharedCb,
+    /// libwsclient, callback mode, each next message sent from inside the callback (round
+    /// trip p50 only)
+    CbReply,
 }
 
 impl V {
@@ -49,11 +52,12 @@ impl V {
             V::Cb => "lib-cb",
             V::Shared => "lib-shared",
             V::SharedCb => "lib-shared-cb",
+            V::CbReply => "lib-cb-reply",
         }
     }
     fn mode(self) -> Mode {
         match self {
-            V::Cb | V::SharedCb => Mode::Callback,
+            V::Cb | V::SharedCb | V::CbReply => Mode::Callback,
             _ => Mode::Poll,
         }
     }
@@ -368,6 +372,15 @@ impl Bench {
                 c.close();
                 c.wait_closed();
             }
+            V::CbReply => {
+                let st = CbState::new();
+                let c = self.lib_start(v, tls, "/echo", Some(st.clone()));
+                c.wait_open();
+                st.start_replies(&c, &msg, warm + n);
+                us = st.replies_done().split_off(warm);
+                c.close();
+                c.wait_closed();
+            }
             V::RawAlt => unreachable!(),
         }
         us.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -385,10 +398,11 @@ impl Bench {
         let n = self.counts.rtt;
         let scheme = if tls { "wss" } else { "ws" };
         let variants: &[V] = if tls {
-            &[V::Raw, V::Poll, V::Cb]
+            &[V::Raw, V::Poll, V::Cb, V::CbReply]
         } else {
-            &[V::Raw, V::Poll, V::Cb, V::Shared, V::SharedCb]
+            &[V::Raw, V::Poll, V::Cb, V::Shared, V::SharedCb, V::CbReply]
         };
+        let reply = variants.len() - 1;
         let r = self.interleave(
             &format!("rtt {scheme}"),
             variants,
@@ -397,6 +411,7 @@ impl Bench {
             |b, v, warm| b.rtt(v, tls, if warm { (n / 10).max(1) } else { n }),
         );
         let group = if tls { "rtt-wss" } else { "rtt" };
+        let shared = |k: usize| if tls { Vec::new() } else { col(&r, 3, k) };
         for (k, p) in ["p50", "p99"].iter().enumerate() {
             self.row(
                 group,
@@ -407,7 +422,7 @@ impl Bench {
                 r[0][k].clone(),
                 r[1][k].clone(),
                 r[2][k].clone(),
-                col(&r, 3, k),
+                shared(k),
             );
         }
         if !tls && self.variant_wanted(V::SharedCb) {
@@ -422,6 +437,21 @@ impl Bench {
                 Vec::new(),
                 r[2][0].clone(),
                 col(&r, 4, 0),
+            );
+        }
+        if self.variant_wanted(V::CbReply) {
+            self.row(
+                group,
+                format!(
+                    "round trip 32 B text, {scheme}, p50, callback mode, next send from the callback"
+                ),
+                "µs",
+                true,
+                "raw",
+                r[0][0].clone(),
+                Vec::new(),
+                col(&r, reply, 0),
+                Vec::new(),
             );
         }
     }
@@ -477,7 +507,7 @@ impl Bench {
                 assert_eq!(st.bin_bytes.load(SeqCst), (size * count) as u64);
                 c.wait_closed();
             }
-            V::RawAlt | V::SharedCb => unreachable!(),
+            V::RawAlt | V::SharedCb | V::CbReply => unreachable!(),
         }
         vec![secs]
     }
@@ -571,7 +601,7 @@ impl Bench {
                 c.close();
                 c.wait_closed();
             }
-            V::SharedCb => unreachable!(),
+            V::SharedCb | V::CbReply => unreachable!(),
         }
         vec![secs]
     }
@@ -674,7 +704,7 @@ impl Bench {
                         phases.push(d);
                     }
                 }
-                V::SharedCb => unreachable!(),
+                V::SharedCb | V::CbReply => unreachable!(),
             }
             us.push(t.elapsed().as_secs_f64() * 1e6);
         }
@@ -800,7 +830,7 @@ impl Bench {
                     V::Poll => "poll",
                     V::Cb => "cb",
                     V::Shared => "shared",
-                    V::SharedCb => unreachable!(),
+                    V::SharedCb | V::CbReply => unreachable!(),
                 };
                 let j = b.child(&[
                     "--child-idle".into(),
@@ -1176,7 +1206,7 @@ fn parse_opts() -> Opts {
             "-h" | "--help" => {
                 println!(
                     "usage: wsbench [--json PATH] [--repeats N] [--scale F] [--no-wss] \
-                     [--idle-large|--no-idle-large] [--only rtt,rtt-wss,recv,send,cycle,cycle-wss,idle,peak] \
+                     [--idle-large|--no-idle-large] [--only rtt,rtt-wss,recv,recv-small,recv-big,send,send-small,send-big,cycle,cycle-wss,idle,peak] \
                      [--variants raw,raw-alt,lib-poll,lib-cb,lib-shared,lib-shared-cb] [--cb-spin] \
                      [--shared-threads N]"
                 );
@@ -1257,8 +1287,11 @@ fn main() {
     if b.opts.wss && b.wanted("rtt-wss") {
         b.bench_rtt(true);
     }
-    if b.wanted("recv") {
+    // `recv-small` / `recv-big`: one size only (for profiling).
+    if b.wanted("recv") || b.wanted("recv-small") {
         b.bench_recv(SMALL, b.counts.recv_small);
+    }
+    if b.wanted("recv") || b.wanted("recv-big") {
         b.bench_recv(BIG, b.counts.recv_big);
     }
     // `send-small` / `send-big`: one size only (for profiling).
