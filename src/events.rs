@@ -85,6 +85,12 @@ const READ_AHEAD: usize = 2 << 20;
 /// few tens of microseconds) before sleeping.
 const SPIN: u32 = 128;
 
+/// This process may run on one CPU only (its affinity or its quota), read once.
+fn single_cpu() -> bool {
+    static SINGLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SINGLE.get_or_init(|| std::thread::available_parallelism().map_or(true, |n| n.get() == 1))
+}
+
 /// The poll-mode queue. The worker appends batches under `inner`; the caller takes the whole
 /// backlog at once into `taken` and pops from there without touching the worker's lock.
 /// Bounded in bytes by the worker pausing its reads (see `push_batch`).
@@ -241,12 +247,14 @@ impl EventQueue {
         // machine.
         // Yielding rather than only spinning lets the worker (or the server, on a small
         // machine) run on this core meanwhile.
+        // On a single CPU, spinning only holds up the thread that would answer: yield only.
         if timeout != Some(Duration::ZERO) {
+            let spin = if single_cpu() { 0 } else { SPIN / 2 };
             for i in 0..SPIN {
                 if self.has_events.load(SeqCst) {
                     break;
                 }
-                if i < SPIN / 2 {
+                if i < spin {
                     std::hint::spin_loop();
                 } else {
                     std::thread::yield_now();

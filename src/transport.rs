@@ -78,6 +78,20 @@ impl Write for Sock {
 pub struct Stream {
     inner: Inner,
     pub got_bytes: bool,
+    /// What the poller's edges tell about the socket (see `Read for Stream`).
+    edges: Edges,
+}
+
+/// Lets a plain read that came back short stand for the WouldBlock the next read would
+/// give, saving that system call per batch of messages (per message, one at a time). Safe
+/// only once the worker's poller has reported an edge for this socket (edges consumed by
+/// another poller, during the handshake, say nothing), and never once the peer closed or
+/// the socket failed: those are states, not data, that a short read does not rule out.
+#[derive(Default)]
+struct Edges {
+    seen: bool,
+    drained: bool,
+    closed: bool,
 }
 
 enum Inner {
@@ -92,6 +106,20 @@ impl Stream {
             Inner::Plain(s) => s.shutdown(how),
             Inner::Tls(s) => s.get_ref().shutdown(how),
         }
+    }
+
+    /// The worker's poller reported the socket readable (`closed`: the peer closed, or an
+    /// error): the next read asks the socket again.
+    pub fn readable_edge(&mut self, closed: bool) {
+        self.edges.seen = true;
+        self.edges.drained = false;
+        self.edges.closed |= closed;
+    }
+
+    /// The socket moves to another poller: forget its edges.
+    pub fn new_poller(&mut self) {
+        self.edges.seen = false;
+        self.edges.drained = false;
     }
 
     fn is_tls(&self) -> bool {
@@ -116,6 +144,7 @@ impl Stream {
 
     /// Puts the socket on a shared worker's poller.
     pub(crate) fn register(&mut self, registry: &mio::Registry, token: Token) -> io::Result<()> {
+        self.new_poller();
         let interest = Interest::READABLE | Interest::WRITABLE;
         match self.sock() {
             Sock::Tcp(s) => registry.register(s, token, interest),
@@ -128,7 +157,23 @@ impl Stream {
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = match &mut self.inner {
-            Inner::Plain(s) => s.read(buf)?,
+            Inner::Plain(s) => {
+                // A stream socket's short read took all the data it had. Data that arrives
+                // later raises a new edge (epoll reports every arrival; mio elsewhere needs
+                // the WouldBlock to re-arm), which clears `drained` (`readable_edge`).
+                let e = &mut self.edges;
+                if cfg!(any(target_os = "linux", target_os = "android"))
+                    && e.drained
+                    && e.seen
+                    && !e.closed
+                {
+                    e.drained = false;
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                let n = s.read(buf)?;
+                self.edges.drained = n > 0 && n < buf.len();
+                n
+            }
             Inner::Tls(s) => s.read(buf)?,
         };
         self.got_bytes |= n > 0;
@@ -261,6 +306,7 @@ fn open_hop(io: &mut Io, original: &Target, hop: &Target, config: &Config) -> Re
         Stream {
             inner: Inner::Plain(sock),
             got_bytes: false,
+            edges: Edges::default(),
         }
     };
     let extras = http_extras::request_extras(config, original, hop);
@@ -534,6 +580,7 @@ fn start_tls(
                 return Ok(Stream {
                     inner: Inner::Tls(Box::new(s)),
                     got_bytes: false,
+                    edges: Edges::default(),
                 });
             }
             Err(native_tls::HandshakeError::Failure(e)) => return Err(tls_err(&e)),

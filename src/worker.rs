@@ -256,7 +256,9 @@ pub struct Inflight {
 }
 
 impl Conn {
-    fn new(ws: Session, heartbeat: Heartbeat, subprotocol: String) -> Conn {
+    fn new(mut ws: Session, heartbeat: Heartbeat, subprotocol: String) -> Conn {
+        // The handshake's reads took edges this connection's loop never sees.
+        ws.stream().new_poller();
         Conn {
             announce: Some(subprotocol),
             ws,
@@ -279,7 +281,12 @@ impl Conn {
 
     /// Takes in what the poller says of the socket.
     pub fn on_ready(&mut self, ev: &mio::event::Event) {
-        self.read_ready |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
+        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+            self.read_ready = true;
+            self.ws
+                .stream()
+                .readable_edge(ev.is_read_closed() || ev.is_error());
+        }
         if ev.is_writable() || ev.is_error() {
             self.write_blocked = false;
             self.want_flush = true;
