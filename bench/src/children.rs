@@ -80,7 +80,9 @@ pub fn idle(mode: &str, n: usize, port: u16) {
     std::thread::sleep(Duration::from_millis(50));
     let (rss0, thr0, fds0) = (sys::rss_kib(), sys::threads(), sys::open_fds());
     let t0 = Instant::now();
-    let settle = Duration::from_millis(300);
+    // Long enough for the library's idle worker threads (kept 2 s for the next connect; in
+    // shared mode the connecting threads) to have exited: what stays is the steady state.
+    let settle = Duration::from_millis(2300);
     let (rss1, thr1, fds1, open_ms);
     if is_raw {
         let read_once = mode == "raw";
@@ -113,9 +115,15 @@ pub fn idle(mode: &str, n: usize, port: u16) {
                 all.push(Client::start(&curl, &cfg, mode, Some(shared.clone())));
             }
             match mode {
-                Mode::Poll => all[start..]
-                    .iter()
-                    .for_each(|c| c.poll_until(&mut ev, WSC_EVENT_OPEN)),
+                Mode::Poll => all[start..].iter().for_each(|c| {
+                    let t = Instant::now();
+                    c.poll_until(&mut ev, WSC_EVENT_OPEN);
+                    if std::env::var_os("WSBENCH_DEBUG").is_some()
+                        && t.elapsed() > Duration::from_millis(50)
+                    {
+                        eprintln!("idle: open waited {:?} at {:?}", t.elapsed(), t0.elapsed());
+                    }
+                }),
                 Mode::Callback => {
                     let want = all.len() as u64;
                     shared.wait("opens", |s| s.opens.load(SeqCst) >= want);
