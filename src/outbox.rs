@@ -1,5 +1,6 @@
-//! The path from calling threads to the worker: a channel of outgoing messages, a gate that
-//! closes it without losing a message, byte accounting for backpressure, and the waker.
+//! The path from calling threads to the worker: a queue of outgoing messages under one lock
+//! (small payloads copied into one shared buffer, taken by the worker a batch at a time), its
+//! open/closed state, byte accounting for backpressure, and the waker.
 
 use crate::backpressure::{Crossing, FlowConfig, SpaceWait, Watermarks};
 use crate::error::{Error, Result};
