@@ -1427,8 +1427,8 @@ wsc_status wsc_config_set_tls_verify_hostname(struct wsc_config *cfg, bool verif
  *
  * With `WSC_WORKER_SHARED`, connecting (DNS, proxy, TLS, the handshake, and the waits
  * between reconnect attempts) runs on a worker thread of the client's, as in thread mode
- * (reused: it waits idle up to 2 s for the next connect); once open, the connection is handed to the shared worker with the fewest
- * connections, which drives it until it ends. Everything else is the same: the same events
+ * (reused: it waits idle up to 2 s for the next connect); once open, the connection is
+ * handed to the shared worker with the fewest connections, which drives it until it ends. Everything else is the same: the same events
  * in the same order, poll mode and the event fd, callbacks, reconnect, flow control.
  * Callbacks of one client still never run concurrently, but they run on whichever thread
  * drives it now (the connecting thread for `OPEN` and connect failures, the shared worker

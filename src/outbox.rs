@@ -356,7 +356,7 @@ impl Outbox {
         }
         self.queued_bytes.fetch_add(len, SeqCst);
         // A crossing of the high mark is picked up by the worker after the wake-up below
-        // (or, if the queue was not empty, when it next looks at it).
+        // (or, if it is not idle, when it next looks at the queue).
         self.marks.on_push(queued);
         let payload = match own {
             Some(b) => Payload::Own(b.clone()),

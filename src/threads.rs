@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// Idle threads kept at most; a thread finding this many idle exits.
 const MAX_IDLE: usize = 64;
 /// How long an idle thread waits for its next worker before it exits.
-pub const KEEP_IDLE: Duration = Duration::from_secs(2);
+const KEEP_IDLE: Duration = Duration::from_secs(2);
 
 type Job = Box<dyn FnOnce(&mut Waiter) + Send>;
 
@@ -88,8 +88,8 @@ fn serve(mut waiter: Waiter, first: Job) {
 }
 
 /// Called by a worker on its thread as the last thing before its client may learn it is
-/// done: offers this thread for the next client's worker at once. (A caller that frees a client and connects
-/// the next would otherwise often find no idle thread yet, and start one.)
+/// done: offers this thread for the next client's worker at once. (A caller that frees a
+/// client and connects the next would otherwise often find no idle thread yet, and start one.)
 pub fn going_idle() {
     CURRENT.with(|c| {
         if let Some((me, listed @ Listed::No)) = c.borrow_mut().as_mut() {

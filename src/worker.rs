@@ -424,8 +424,9 @@ impl Worker {
         &self.shared
     }
 
-    /// Runs the worker's connect attempts on a thread of its own; `ended` is the connection
-    /// a shared worker saw end, with the reconnect delay it drew.
+    /// Runs the worker's connect attempts on a worker thread (`threads`: an idle one, or a
+    /// new one); `ended` is the connection a shared worker saw end, with the reconnect delay
+    /// it drew.
     fn start(self, attempt: u32, ended: Option<(Ended, Duration)>) -> io::Result<()> {
         let shared = Arc::clone(&self.shared);
         crate::threads::run(&shared.outbox, move |waiter| {

@@ -141,8 +141,10 @@ pub struct CbState {
     /// Wake the waiter only when `bins` reaches this (0: on every binary message).
     pub want_bins: AtomicU64,
     pub unclean: AtomicBool,
-    /// Round trips driven from inside the callback (see `start_replies`).
+    /// Round trips driven from inside the callback (see `start_replies`); `replying` spares
+    /// the other rows' callbacks that lock.
     replies: Mutex<Option<Replies>>,
+    replying: AtomicBool,
     mu: Mutex<()>,
     cv: Condvar,
 }
@@ -176,6 +178,7 @@ impl CbState {
             sent_at: Instant::now(),
             us: Vec::with_capacity(count),
         });
+        self.replying.store(true, SeqCst);
         c.send_text(msg);
     }
 
@@ -193,6 +196,9 @@ impl CbState {
 
     /// On an echo: its round trip time, and the next send (false: not replying).
     fn on_reply(&self) -> bool {
+        if !self.replying.load(Relaxed) {
+            return false;
+        }
         let mut guard = self.replies.lock().unwrap();
         let Some(r) = guard.as_mut().filter(|r| r.left != usize::MAX) else {
             return false;
@@ -200,6 +206,7 @@ impl CbState {
         r.us.push(r.sent_at.elapsed().as_secs_f64() * 1e6);
         if r.left == 0 {
             r.left = usize::MAX;
+            self.replying.store(false, SeqCst);
             drop(guard);
             self.signal();
             return true;
