@@ -1428,8 +1428,9 @@ wsc_status wsc_config_set_tls_verify_hostname(struct wsc_config *cfg, bool verif
  * With `WSC_WORKER_SHARED`, connecting (DNS, proxy, TLS, the handshake, and the waits
  * between reconnect attempts) runs on a worker thread of the client's, as in thread mode
  * (reused: it waits idle up to 2 s for the next connect); once open, the connection is
- * handed to the shared worker with the fewest connections, which drives it until it ends. Everything else is the same: the same events
- * in the same order, poll mode and the event fd, callbacks, reconnect, flow control.
+ * handed to the shared worker with the fewest connections, which drives it until it ends.
+ * Everything else is the same: the same events in the same order, poll mode and the event
+ * fd, callbacks, reconnect, flow control.
  * Callbacks of one client still never run concurrently, but they run on whichever thread
  * drives it now (the connecting thread for `OPEN` and connect failures, the shared worker
  * afterwards), and a callback that blocks holds up every connection on that shared worker:
@@ -1440,6 +1441,25 @@ wsc_status wsc_config_set_tls_verify_hostname(struct wsc_config *cfg, bool verif
  * Returns `WSC_ERR_INVALID_ARGUMENT` for NULL or another value.
  */
 wsc_status wsc_config_set_worker(struct wsc_config *cfg, wsc_worker_mode mode);
+
+/**
+ * How long, in microseconds, a thread of this client that expects an answer soon keeps
+ * looking for it before it sleeps: 0 to 1000000, default 50 (0 turns it off). Waking a
+ * sleeping thread costs tens of microseconds on a busy or virtual machine, as much as a
+ * local round trip. It applies at three waits:
+ * - the worker, after it handed events to the caller, polls the socket and the send queue
+ *   without blocking, so a reply the caller sends at once needs no wake-up;
+ * - `wsc_client_poll` looks for events before it sleeps (never longer than its timeout);
+ * - a worker thread whose client is done looks for the next client's connect (see
+ *   `wsc_client_free`).
+ *
+ * Each wait costs at most this much CPU time: the worker's only after it delivered events,
+ * never while a connection is idle. On a process that may use one CPU only, the waits
+ * yield the core rather than spin. Set 0 where CPU time matters more than latency
+ * (battery-powered devices). In `WSC_WORKER_SHARED` mode the shared workers do not
+ * busy-poll. Returns `WSC_ERR_INVALID_ARGUMENT` for NULL or more than 1000000.
+ */
+wsc_status wsc_config_set_busy_poll_us(struct wsc_config *cfg, uint32_t microseconds);
 
 /**
  * Sets how many shared worker threads the process starts when the first client in

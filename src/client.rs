@@ -47,7 +47,7 @@ impl Client {
     pub fn new(url: &str, config: Config) -> Result<Client> {
         let target = Target::parse(url)?;
         config.flow.check(config.send_queue_limit)?;
-        let queue = EventQueue::new(config.recv_queue_limit);
+        let queue = EventQueue::new(config.recv_queue_limit, config.busy_poll);
         let shared = Shared {
             target,
             outbox: Outbox::new(config.send_queue_limit, &config.flow),

@@ -53,6 +53,8 @@ pub struct Config {
     pub write_buffer_size: usize,
     /// Who drives the open connection: a thread of its own, or a shared worker.
     pub worker: WorkerMode,
+    /// How long a thread that expects an answer soon polls for it before it sleeps.
+    pub busy_poll: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +81,9 @@ pub(crate) const DEFAULT_WRITE_BUFFER: usize = 16 << 10;
 /// Bounds of both buffer sizes: below, a read or write per few frames; above, memory for nothing.
 pub(crate) const MIN_BUFFER: usize = 256;
 pub(crate) const MAX_BUFFER: usize = 16 << 20;
+/// `wsc_config_set_busy_poll_us`: a few times what waking a sleeping thread costs on a VM.
+pub(crate) const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(50);
+pub(crate) const MAX_BUSY_POLL: Duration = Duration::from_secs(1);
 
 impl Default for Config {
     fn default() -> Self {
@@ -113,6 +118,7 @@ impl Default for Config {
             worker: WorkerMode::from_env(),
             read_buffer_size: DEFAULT_READ_BUFFER,
             write_buffer_size: DEFAULT_WRITE_BUFFER,
+            busy_poll: DEFAULT_BUSY_POLL,
         }
     }
 }

@@ -81,12 +81,11 @@ impl Event {
 /// See `EventQueue::read_ahead`.
 const READ_AHEAD: usize = 2 << 20;
 
-/// Polls of an empty queue look this many times (half spinning, half yielding the core; a
-/// few tens of microseconds) before sleeping.
-const SPIN: u32 = 128;
+/// Polls of an empty queue spin this many times before they yield the core while busy-polling.
+const SPIN: u32 = 64;
 
 /// This process may run on one CPU only (its affinity or its quota), read once.
-fn single_cpu() -> bool {
+pub(crate) fn single_cpu() -> bool {
     static SINGLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *SINGLE.get_or_init(|| std::thread::available_parallelism().map_or(true, |n| n.get() == 1))
 }
@@ -109,6 +108,8 @@ pub struct EventQueue {
     /// Readable while `inner` or `taken` holds events.
     fd: OnceCell<NotifyFd>,
     limit: usize,
+    /// How long a poll of an empty queue looks before it sleeps (`Config::busy_poll`).
+    busy_poll: Duration,
 }
 
 struct Inner {
@@ -131,7 +132,7 @@ pub enum Popped {
 }
 
 impl EventQueue {
-    pub fn new(limit: usize) -> Self {
+    pub fn new(limit: usize, busy_poll: Duration) -> Self {
         EventQueue {
             inner: Mutex::new(Inner {
                 events: VecDeque::new(),
@@ -145,6 +146,7 @@ impl EventQueue {
             reader_paused: AtomicBool::new(false),
             fd: OnceCell::new(),
             limit,
+            busy_poll,
         }
     }
 
@@ -242,23 +244,26 @@ impl EventQueue {
         taken: &mut VecDeque<Event>,
         timeout: Option<Duration>,
     ) -> Option<Popped> {
-        // An answer often arrives within microseconds of asking: spinning that long costs less
+        // An answer often arrives within microseconds of asking: looking that long costs less
         // than sleeping and being woken, which is tens of microseconds on a busy or virtual
-        // machine.
-        // Yielding rather than only spinning lets the worker (or the server, on a small
-        // machine) run on this core meanwhile.
-        // On a single CPU, spinning only holds up the thread that would answer: yield only.
-        if timeout != Some(Duration::ZERO) {
-            let spin = if single_cpu() { 0 } else { SPIN / 2 };
-            for i in 0..SPIN {
-                if self.has_events.load(SeqCst) {
+        // machine. Yielding after a short spin lets the worker (or the server, on a small
+        // machine) run on this core meanwhile; on a single CPU, spinning would only hold up
+        // the thread that is to answer. The clock is read only once spinning is over.
+        let budget = timeout.map_or(self.busy_poll, |t| t.min(self.busy_poll));
+        if !budget.is_zero() {
+            let spins = if single_cpu() { 0 } else { SPIN };
+            let mut start = None;
+            let mut i = 0;
+            while !self.has_events.load(SeqCst) {
+                if i < spins {
+                    i += 1;
+                    std::hint::spin_loop();
+                    continue;
+                }
+                if start.get_or_insert_with(Instant::now).elapsed() >= budget {
                     break;
                 }
-                if i < spin {
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
-                }
+                std::thread::yield_now();
             }
         }
         let mut inner = lock(&self.inner);

@@ -55,7 +55,8 @@ thread_local! {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Listed {
     No,
-    Yes,
+    /// With how long to busy-poll for the next job (the last job's client's setting).
+    Yes(Duration),
     /// `MAX_IDLE` threads were idle: this one exits after its job.
     Full,
 }
@@ -71,16 +72,17 @@ fn serve(mut waiter: Waiter, first: Job) {
     loop {
         // A job catches its own panics; this keeps one that escapes from ending the process.
         let _ = catch_unwind(AssertUnwindSafe(|| job(&mut waiter)));
-        going_idle();
+        // A job that handed its connection to a shared worker did not list this thread.
+        going_idle(Duration::ZERO);
         let listed = CURRENT.with(|c| {
             let mut c = c.borrow_mut();
             let (_, listed) = c.as_mut().expect("set above");
             std::mem::replace(listed, Listed::No)
         });
-        if listed != Listed::Yes {
+        let Listed::Yes(busy_poll) = listed else {
             return;
-        }
-        match park(&me) {
+        };
+        match park(&me, busy_poll) {
             Some(next) => job = next,
             None => return,
         }
@@ -90,13 +92,14 @@ fn serve(mut waiter: Waiter, first: Job) {
 /// Called by a worker on its thread as the last thing before its client may learn it is
 /// done: offers this thread for the next client's worker at once. (A caller that frees a
 /// client and connects the next would otherwise often find no idle thread yet, and start one.)
-pub fn going_idle() {
+/// The thread busy-polls for its next job for `busy_poll` before it sleeps.
+pub fn going_idle(busy_poll: Duration) {
     CURRENT.with(|c| {
         if let Some((me, listed @ Listed::No)) = c.borrow_mut().as_mut() {
             let mut idle = lock(&IDLE);
             *listed = if idle.len() < MAX_IDLE {
                 idle.push(Arc::clone(me));
-                Listed::Yes
+                Listed::Yes(busy_poll)
             } else {
                 Listed::Full
             };
@@ -117,7 +120,30 @@ fn unlist(me: &Arc<Idle>) -> bool {
 }
 
 /// Waits, listed in `IDLE`, for the next job; None: time to exit.
-fn park(me: &Arc<Idle>) -> Option<Job> {
+fn park(me: &Arc<Idle>, busy_poll: Duration) -> Option<Job> {
+    busy_poll_for_job(me, busy_poll).or_else(|| sleep_for_job(me))
+}
+
+/// Looks for the next job for up to `busy_poll`, yielding the core in between: a caller that
+/// frees a client and connects the next finds this thread awake.
+fn busy_poll_for_job(me: &Idle, busy_poll: Duration) -> Option<Job> {
+    if busy_poll.is_zero() {
+        return None;
+    }
+    let start = Instant::now();
+    loop {
+        // Without blocking: a client handing over a job holds the lock only briefly.
+        if let Some(next) = me.job.try_lock().ok().and_then(|mut j| j.take()) {
+            return Some(next);
+        }
+        if start.elapsed() >= busy_poll {
+            return None;
+        }
+        std::thread::yield_now();
+    }
+}
+
+fn sleep_for_job(me: &Arc<Idle>) -> Option<Job> {
     let deadline = Instant::now() + KEEP_IDLE;
     let mut job = lock(&me.job);
     loop {

@@ -114,6 +114,28 @@ impl Waiter {
         })
     }
 
+    /// Waits for the poller's events up to `timeout`, polling without blocking (and yielding
+    /// the core in between) for the first `busy_poll` of it.
+    fn wait(&mut self, timeout: Option<Duration>, busy_poll: Duration) -> io::Result<()> {
+        let busy_poll = timeout.map_or(busy_poll, |t| t.min(busy_poll));
+        if !busy_poll.is_zero() {
+            let start = Instant::now();
+            loop {
+                self.poll.poll(&mut self.events, Some(Duration::ZERO))?;
+                if !self.events.is_empty() {
+                    return Ok(());
+                }
+                let spent = start.elapsed();
+                if spent >= busy_poll {
+                    let timeout = timeout.map(|t| t.saturating_sub(spent));
+                    return self.poll.poll(&mut self.events, timeout);
+                }
+                std::thread::yield_now();
+            }
+        }
+        self.poll.poll(&mut self.events, timeout)
+    }
+
     /// What wakes this poller (for the outbox of the client it serves).
     pub fn waker(&self) -> Arc<mio::Waker> {
         Arc::clone(&self.waker)
@@ -379,6 +401,8 @@ pub struct Worker {
     rate_held: Option<Outgoing>,
     /// When the rate limit lets `rate_held` go.
     rate_wait: Option<Instant>,
+    /// Events went to the caller in this turn: an answer may follow at once (busy-poll).
+    answer_likely: bool,
 }
 
 /// Starts the client's worker on a worker thread (see `threads`).
@@ -403,6 +427,7 @@ pub fn spawn(shared: Arc<Shared>, sink: Sink) -> io::Result<()> {
         taken: Taken::default(),
         rate_held: None,
         rate_wait: None,
+        answer_likely: false,
     };
     worker.start(0, None)
 }
@@ -445,7 +470,7 @@ impl Worker {
         }
         // Offer this thread to the next client before the drop tells this one's caller that
         // the worker is done (a caller that frees and connects again finds it idle).
-        crate::threads::going_idle();
+        crate::threads::going_idle(self.shared.config.busy_poll);
         drop(self);
     }
 
@@ -699,7 +724,12 @@ impl Worker {
                 Turn::Ended(end) => return Some(end),
                 Turn::Freed => return None,
             };
-            if let Err(e) = waiter.poll.poll(&mut waiter.events, timeout) {
+            // Events just went to the caller: its answer may come before a wake-up would.
+            let busy_poll = match std::mem::take(&mut self.answer_likely) {
+                true => self.shared.config.busy_poll,
+                false => Duration::ZERO,
+            };
+            if let Err(e) = waiter.wait(timeout, busy_poll) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     let e = Error::new(WSC_ERR_INTERNAL, format!("poll failed: {e}"));
                     return Some(End::failed(e, 1006, CLOSE_ABNORMAL));
@@ -1251,6 +1281,7 @@ impl Worker {
         if self.shared.stop.load(SeqCst) {
             return;
         }
+        self.answer_likely = true;
         match &mut self.sink {
             Sink::Callback(handler) => handler(&ev),
             Sink::Queue(_) => self.batch.push(ev),

@@ -10,6 +10,7 @@ use wsclient::ffi::client::*;
 use wsclient::ffi::config::*;
 use wsclient::ffi::event::*;
 use wsclient::ffi::status::*;
+use wsclient::ffi::workers::wsc_config_set_busy_poll_us;
 
 /// `wsc_worker_mode` (a C enum): the worker that drives a client.
 #[cfg(feature = "shared")]
@@ -28,6 +29,16 @@ extern "C" {
     // `wsc_config *` as an opaque pointer (the Rust struct is not #[repr(C)]).
     fn wsc_config_set_worker(config: *mut c_void, mode: wsc_worker_mode) -> wsc_status;
     fn wsc_set_shared_worker_threads(n: u32) -> wsc_status;
+}
+
+/// `--busy-poll US`: set on every config (-1: the library's default). Children get it in
+/// `WSBENCH_BUSY_POLL_US`.
+pub static BUSY_POLL_US: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(-1);
+
+/// The busy poll set with `--busy-poll` (or passed down to a child), if any.
+pub fn busy_poll_us() -> Option<u32> {
+    let set = u32::try_from(BUSY_POLL_US.load(Relaxed)).ok();
+    set.or_else(|| std::env::var("WSBENCH_BUSY_POLL_US").ok()?.parse().ok())
 }
 
 /// Whether this build has the shared worker mode (cargo feature `shared`).
@@ -107,6 +118,13 @@ impl Config {
             !shared,
             "shared worker mode: built without the cargo feature `shared`"
         );
+        if let Some(us) = busy_poll_us() {
+            // SAFETY: live config.
+            check(
+                unsafe { wsc_config_set_busy_poll_us(cfg, us) },
+                "wsc_config_set_busy_poll_us",
+            );
+        }
         if let Some(path) = ca_file {
             let p = CString::new(path.to_str().unwrap()).unwrap();
             // SAFETY: live config, NUL-terminated path.

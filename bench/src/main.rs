@@ -1132,6 +1132,7 @@ impl Bench {
                 "deflate_negotiated": false,
                 "lib_shared": self.has_shared(),
                 "shared_worker_threads": self.opts.shared_threads,
+                "busy_poll_us": lib_ffi::busy_poll_us(),
                 "counts": {
                     "rtt_round_trips": c.rtt, "rtt_warmup": c.rtt_warm,
                     "recv_small_msgs": c.recv_small, "recv_small_size": SMALL,
@@ -1193,6 +1194,12 @@ fn parse_opts() -> Opts {
             "--scale" => o.scale = val("--scale").parse().expect("--scale F"),
             "--no-wss" => o.wss = false,
             "--cb-spin" => o.cb_spin = true,
+            "--busy-poll" => {
+                let us: u32 = val("--busy-poll").parse().expect("--busy-poll US");
+                lib_ffi::BUSY_POLL_US.store(us.into(), std::sync::atomic::Ordering::Relaxed);
+                // For the idle and peak children.
+                std::env::set_var("WSBENCH_BUSY_POLL_US", us.to_string());
+            }
             "--shared-threads" => {
                 o.shared_threads =
                     Some(val("--shared-threads").parse().expect("--shared-threads N"))
@@ -1208,7 +1215,7 @@ fn parse_opts() -> Opts {
                     "usage: wsbench [--json PATH] [--repeats N] [--scale F] [--no-wss] \
                      [--idle-large|--no-idle-large] [--only rtt,rtt-wss,recv,recv-small,recv-big,send,send-small,send-big,cycle,cycle-wss,idle,peak] \
                      [--variants raw,raw-alt,lib-poll,lib-cb,lib-shared,lib-shared-cb] [--cb-spin] \
-                     [--shared-threads N]"
+                     [--shared-threads N] [--busy-poll US]"
                 );
                 std::process::exit(0);
             }

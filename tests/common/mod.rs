@@ -25,6 +25,7 @@ pub use wsclient::ffi::client::*;
 pub use wsclient::ffi::config::*;
 pub use wsclient::ffi::event::*;
 pub use wsclient::ffi::status::*;
+pub use wsclient::ffi::workers::wsc_config_set_busy_poll_us;
 
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -276,6 +277,13 @@ impl Cfg {
         assert_ok(
             unsafe { wsc_config_set_connect_timeout_ms(self.0, ms) },
             "set_connect_timeout_ms",
+        );
+        self
+    }
+    pub fn busy_poll(self, us: u32) -> Self {
+        assert_ok(
+            unsafe { wsc_config_set_busy_poll_us(self.0, us) },
+            "set_busy_poll_us",
         );
         self
     }
