@@ -1456,8 +1456,9 @@ wsc_status wsc_config_set_worker(struct wsc_config *cfg, wsc_worker_mode mode);
  * Each wait costs at most this much CPU time: the worker's only after it delivered events,
  * never while a connection is idle. On a process that may use one CPU only, the waits
  * yield the core rather than spin. Set 0 where CPU time matters more than latency
- * (battery-powered devices). In `WSC_WORKER_SHARED` mode the shared workers do not
- * busy-poll. Returns `WSC_ERR_INVALID_ARGUMENT` for NULL or more than 1000000.
+ * (battery-powered devices). In `WSC_WORKER_SHARED` mode a shared worker busy-polls after a
+ * round that delivered events to any of its clients, for the longest of their settings.
+ * Returns `WSC_ERR_INVALID_ARGUMENT` for NULL or more than 1000000.
  */
 wsc_status wsc_config_set_busy_poll_us(struct wsc_config *cfg, uint32_t microseconds);
 

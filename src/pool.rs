@@ -146,6 +146,9 @@ struct Driver {
     /// Slots to turn now; `again`: those that asked to go on at once (budget used up).
     run: Vec<usize>,
     again: Vec<usize>,
+    /// How long to busy-poll before the next wait: the longest setting of the clients whose
+    /// turns delivered events (see `Worker::busy_poll_after_turn`).
+    busy_poll: Duration,
 }
 
 impl Driver {
@@ -158,6 +161,7 @@ impl Driver {
             timers: BinaryHeap::new(),
             run: Vec::new(),
             again: Vec::new(),
+            busy_poll: Duration::ZERO,
         }
     }
 
@@ -172,7 +176,8 @@ impl Driver {
             } else {
                 Some(Duration::ZERO)
             };
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            let busy_poll = std::mem::take(&mut self.busy_poll);
+            if let Err(e) = crate::worker::wait(&mut self.poll, &mut events, timeout, busy_poll) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     wsc_log!(Level::Error, "shared worker: poll failed: {e}");
                     std::thread::sleep(Duration::from_millis(10));
@@ -270,6 +275,7 @@ impl Driver {
             let _driving = e.worker.shared().outbox.driving();
             catch_unwind(AssertUnwindSafe(|| e.worker.turn(&mut e.conn, woken, now)))
         };
+        self.busy_poll = self.busy_poll.max(e.worker.busy_poll_after_turn());
         match outcome {
             Ok(Turn::Wait(Some(d))) if d.is_zero() => schedule(e, slot, &mut self.again),
             Ok(Turn::Wait(Some(d))) => {

@@ -114,32 +114,36 @@ impl Waiter {
         })
     }
 
-    /// Waits for the poller's events up to `timeout`, polling without blocking (and yielding
-    /// the core in between) for the first `busy_poll` of it.
-    fn wait(&mut self, timeout: Option<Duration>, busy_poll: Duration) -> io::Result<()> {
-        let busy_poll = timeout.map_or(busy_poll, |t| t.min(busy_poll));
-        if !busy_poll.is_zero() {
-            let start = Instant::now();
-            loop {
-                self.poll.poll(&mut self.events, Some(Duration::ZERO))?;
-                if !self.events.is_empty() {
-                    return Ok(());
-                }
-                let spent = start.elapsed();
-                if spent >= busy_poll {
-                    let timeout = timeout.map(|t| t.saturating_sub(spent));
-                    return self.poll.poll(&mut self.events, timeout);
-                }
-                std::thread::yield_now();
-            }
-        }
-        self.poll.poll(&mut self.events, timeout)
-    }
-
     /// What wakes this poller (for the outbox of the client it serves).
     pub fn waker(&self) -> Arc<mio::Waker> {
         Arc::clone(&self.waker)
     }
+}
+
+/// Waits for `poll`'s events up to `timeout`, polling without blocking (and yielding the core
+/// in between) for the first `busy_poll` of it.
+pub(crate) fn wait(
+    poll: &mut Poll,
+    events: &mut Events,
+    timeout: Option<Duration>,
+    busy_poll: Duration,
+) -> io::Result<()> {
+    let busy_poll = timeout.map_or(busy_poll, |t| t.min(busy_poll));
+    if !busy_poll.is_zero() {
+        let start = Instant::now();
+        loop {
+            poll.poll(events, Some(Duration::ZERO))?;
+            if !events.is_empty() {
+                return Ok(());
+            }
+            let spent = start.elapsed();
+            if spent >= busy_poll {
+                return poll.poll(events, timeout.map(|t| t.saturating_sub(spent)));
+            }
+            std::thread::yield_now();
+        }
+    }
+    poll.poll(events, timeout)
 }
 
 /// What one turn of an open connection leaves to do.
@@ -724,12 +728,8 @@ impl Worker {
                 Turn::Ended(end) => return Some(end),
                 Turn::Freed => return None,
             };
-            // Events just went to the caller: its answer may come before a wake-up would.
-            let busy_poll = match std::mem::take(&mut self.answer_likely) {
-                true => self.shared.config.busy_poll,
-                false => Duration::ZERO,
-            };
-            if let Err(e) = waiter.wait(timeout, busy_poll) {
+            let busy_poll = self.busy_poll_after_turn();
+            if let Err(e) = wait(&mut waiter.poll, &mut waiter.events, timeout, busy_poll) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     let e = Error::new(WSC_ERR_INTERNAL, format!("poll failed: {e}"));
                     return Some(End::failed(e, 1006, CLOSE_ABNORMAL));
@@ -793,6 +793,15 @@ impl Worker {
         // About to wait: from now on a send wakes us; one queued before is seen here.
         shared.outbox.going_idle();
         Turn::Wait(self.next_timeout(conn, now))
+    }
+
+    /// How long to busy-poll before waiting after this turn: the client's setting if events
+    /// went to the caller in it (its answer may come before a wake-up would), else zero.
+    pub fn busy_poll_after_turn(&mut self) -> Duration {
+        match std::mem::take(&mut self.answer_likely) {
+            true => self.shared.config.busy_poll,
+            false => Duration::ZERO,
+        }
     }
 
     /// Makes the counters visible to `wsc_client_stats`: relaxed stores, once per turn.
