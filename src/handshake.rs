@@ -16,8 +16,6 @@ use tungstenite::http::{HeaderName, HeaderValue};
 /// Largest response head accepted; a server sending more is refused, not buffered.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 64;
-/// Read buffer size of an open connection, as tungstenite uses.
-const READ_BUFFER: usize = 128 * 1024;
 
 /// What an accepted upgrade gives the connection.
 pub struct Accepted {
@@ -293,17 +291,9 @@ impl Handshake {
         Ok(Some(Outcome::Accepted(Accepted {
             subprotocol,
             deflate,
-            tail: read_buffer(&self.response[head_len..]),
+            tail: self.response[head_len..].to_vec(),
         })))
     }
-}
-
-/// The frame reader's first buffer: what followed the response head, with room to read into.
-/// (The reader sizes its later reads by this buffer's capacity.)
-fn read_buffer(tail: &[u8]) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(READ_BUFFER.max(tail.len()));
-    buf.extend_from_slice(tail);
-    buf
 }
 
 fn closed_early() -> Error {
