@@ -78,15 +78,13 @@ impl Write for Sock {
 pub struct Stream {
     inner: Inner,
     pub got_bytes: bool,
-    /// What the poller's edges tell about the socket (see `Read for Stream`).
-    edges: Edges,
 }
 
-/// Lets a plain read that came back short stand for the WouldBlock the next read would
-/// give, saving that system call per batch of messages (per message, one at a time). Safe
-/// only once the worker's poller has reported an edge for this socket (edges consumed by
-/// another poller, during the handshake, say nothing), and never once the peer closed or
-/// the socket failed: those are states, not data, that a short read does not rule out.
+/// Lets a read that came back short stand for the WouldBlock the next read would give,
+/// saving that system call per batch of messages (per message, one at a time). Safe only
+/// once the worker's poller has reported an edge for this socket (edges consumed by another
+/// poller, during the handshake, say nothing), and never once the peer closed or the socket
+/// failed: those are states, not data, that a short read does not rule out.
 #[derive(Default)]
 struct Edges {
     seen: bool,
@@ -94,43 +92,133 @@ struct Edges {
     closed: bool,
 }
 
+impl Edges {
+    /// One read of the socket, or the WouldBlock that a short read before stands for.
+    fn read(&mut self, sock: &mut Sock, buf: &mut [u8]) -> io::Result<usize> {
+        // A stream socket's short read took all the data it had. Data that arrives later
+        // raises a new edge (epoll reports every arrival; mio elsewhere needs the WouldBlock
+        // to re-arm), which clears `drained` (`readable_edge`).
+        if cfg!(any(target_os = "linux", target_os = "android"))
+            && self.drained
+            && self.seen
+            && !self.closed
+        {
+            self.drained = false;
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = sock.read(buf)?;
+        self.drained = n > 0 && n < buf.len();
+        Ok(n)
+    }
+}
+
+/// The socket and what the poller's edges tell about it.
+struct Watched {
+    sock: Sock,
+    edges: Edges,
+}
+
+/// Under TLS: reads the socket in chunks of the read buffer size and serves the TLS
+/// library's small reads (a record's header, then its body, then a header that is not there
+/// yet) from them, so that a batch of records costs one system call instead of two each
+/// and a WouldBlock.
+struct ReadAhead {
+    socket: Watched,
+    /// `buf[start..end]` is read and not yet served; `buf` is allocated at the first read.
+    buf: Vec<u8>,
+    size: usize,
+    start: usize,
+    end: usize,
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.start == self.end {
+            // A read as large as the buffer gains nothing from it.
+            if out.len() >= self.size {
+                return self.socket.edges.read(&mut self.socket.sock, out);
+            }
+            if self.buf.is_empty() {
+                self.buf = vec![0; self.size];
+            }
+            self.end = self
+                .socket
+                .edges
+                .read(&mut self.socket.sock, &mut self.buf)?;
+            self.start = 0;
+        }
+        let n = out.len().min(self.end - self.start);
+        out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+        self.start += n;
+        Ok(n)
+    }
+}
+
+impl Write for ReadAhead {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.socket.sock.write(buf)
+    }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.socket.sock.write_vectored(bufs)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.socket.sock.flush()
+    }
+}
+
 enum Inner {
-    Plain(Sock),
-    Tls(Box<native_tls::TlsStream<Sock>>),
+    Plain(Watched),
+    Tls(Box<native_tls::TlsStream<ReadAhead>>),
 }
 
 impl Stream {
+    fn plain(sock: Sock) -> Stream {
+        Stream {
+            inner: Inner::Plain(Watched {
+                sock,
+                edges: Edges::default(),
+            }),
+            got_bytes: false,
+        }
+    }
+
     /// Shuts down the socket (TCP or unix) under the stream, TLS or not.
     pub fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
         match &self.inner {
-            Inner::Plain(s) => s.shutdown(how),
-            Inner::Tls(s) => s.get_ref().shutdown(how),
+            Inner::Plain(s) => s.sock.shutdown(how),
+            Inner::Tls(s) => s.get_ref().socket.sock.shutdown(how),
         }
     }
 
     /// The worker's poller reported the socket readable (`closed`: the peer closed, or an
     /// error): the next read asks the socket again.
     pub fn readable_edge(&mut self, closed: bool) {
-        self.edges.seen = true;
-        self.edges.drained = false;
-        self.edges.closed |= closed;
+        let edges = &mut self.socket().edges;
+        edges.seen = true;
+        edges.drained = false;
+        edges.closed |= closed;
     }
 
     /// The socket moves to another poller: forget its edges.
     pub fn new_poller(&mut self) {
-        self.edges.seen = false;
-        self.edges.drained = false;
+        let edges = &mut self.socket().edges;
+        edges.seen = false;
+        edges.drained = false;
     }
 
     fn is_tls(&self) -> bool {
         matches!(self.inner, Inner::Tls(_))
     }
 
-    fn sock(&mut self) -> &mut Sock {
+    fn socket(&mut self) -> &mut Watched {
         match &mut self.inner {
             Inner::Plain(s) => s,
-            Inner::Tls(s) => s.get_mut(),
+            Inner::Tls(s) => &mut s.get_mut().socket,
         }
+    }
+
+    fn sock(&mut self) -> &mut Sock {
+        &mut self.socket().sock
     }
 
     /// Takes the socket off a poller (before it is dropped, or moves to another).
@@ -157,23 +245,7 @@ impl Stream {
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = match &mut self.inner {
-            Inner::Plain(s) => {
-                // A stream socket's short read took all the data it had. Data that arrives
-                // later raises a new edge (epoll reports every arrival; mio elsewhere needs
-                // the WouldBlock to re-arm), which clears `drained` (`readable_edge`).
-                let e = &mut self.edges;
-                if cfg!(any(target_os = "linux", target_os = "android"))
-                    && e.drained
-                    && e.seen
-                    && !e.closed
-                {
-                    e.drained = false;
-                    return Err(io::ErrorKind::WouldBlock.into());
-                }
-                let n = s.read(buf)?;
-                self.edges.drained = n > 0 && n < buf.len();
-                n
-            }
+            Inner::Plain(s) => s.edges.read(&mut s.sock, buf)?,
             Inner::Tls(s) => s.read(buf)?,
         };
         self.got_bytes |= n > 0;
@@ -184,19 +256,19 @@ impl Read for Stream {
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.inner {
-            Inner::Plain(s) => s.write(buf),
+            Inner::Plain(s) => s.sock.write(buf),
             Inner::Tls(s) => s.write(buf),
         }
     }
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         match &mut self.inner {
-            Inner::Plain(s) => s.write_vectored(bufs),
+            Inner::Plain(s) => s.sock.write_vectored(bufs),
             Inner::Tls(s) => s.write_vectored(bufs),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match &mut self.inner {
-            Inner::Plain(s) => s.flush(),
+            Inner::Plain(s) => s.sock.flush(),
             Inner::Tls(s) => s.flush(),
         }
     }
@@ -303,11 +375,7 @@ fn open_hop(io: &mut Io, original: &Target, hop: &Target, config: &Config) -> Re
             .filter(|_| http_extras::same_host(original, hop));
         start_tls(io, hop, name, config, sock)?
     } else {
-        Stream {
-            inner: Inner::Plain(sock),
-            got_bytes: false,
-            edges: Edges::default(),
-        }
+        Stream::plain(sock)
     };
     let extras = http_extras::request_extras(config, original, hop);
     let mut handshake = Handshake::new(hop, config, &extras)?;
@@ -572,7 +640,17 @@ fn start_tls(
         };
         Error::new(WSC_ERR_TLS, format!("TLS: {e} ({shown})"))
     };
-    let mut attempt = tls_connector(config)?.connect(name, sock);
+    let socket = ReadAhead {
+        socket: Watched {
+            sock,
+            edges: Edges::default(),
+        },
+        buf: Vec::new(),
+        size: config.read_buffer_size,
+        start: 0,
+        end: 0,
+    };
+    let mut attempt = tls_connector(config)?.connect(name, socket);
     loop {
         match attempt {
             Ok(s) => {
@@ -580,7 +658,6 @@ fn start_tls(
                 return Ok(Stream {
                     inner: Inner::Tls(Box::new(s)),
                     got_bytes: false,
-                    edges: Edges::default(),
                 });
             }
             Err(native_tls::HandshakeError::Failure(e)) => return Err(tls_err(&e)),

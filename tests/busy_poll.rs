@@ -36,6 +36,12 @@ fn worker_cpu_over_echoes(url: &str, busy_poll_us: u32) -> Duration {
         assert_eq!(ev.text(), text);
     };
     echo("first");
+    // The hook runs after the event is recorded: wait for it to have run once.
+    let deadline = Instant::now() + WAIT;
+    while tid.load(SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the callback never ran the hook");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let tid = tid.load(SeqCst);
     let before = thread_cpu(tid);
     for i in 0..10 {
