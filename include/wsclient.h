@@ -20,8 +20,9 @@
  *   Events are delivered either
  *     - in callback mode (wsc_client_set_callback before connect): on the worker thread, in
  *       order, one at a time; or
- *     - in poll mode (no callback): queued, taken with wsc_client_poll from one thread at a
- *       time; wsc_client_event_fd is readable while events are queued.
+ *     - in poll mode (no callback): queued, taken with wsc_client_poll (or many at a time
+ *       with wsc_client_poll_batch) from one thread at a time; wsc_client_event_fd is
+ *       readable while events are queued.
  *   The reconnect callback (wsc_client_set_reconnect_callback) runs on the worker thread too,
  *   between attempts; wsc_client_set_header may be called from any thread.
  *   wsc_client_free must not run concurrently with any other call on the same client; it may
@@ -152,7 +153,8 @@ typedef int32_t wsc_event_type;
  * One event. Filled in by the library; the caller only reads it.
  *
  * `data` is owned by the library. In callback mode it is valid until the callback returns;
- * in poll mode until the next `wsc_client_poll` or `wsc_client_free` on the same client.
+ * in poll mode until the next `wsc_client_poll`, `wsc_client_poll_batch` or `wsc_client_free`
+ * on the same client.
  * Copy what you need to keep. `data` is never NULL (it points at an empty string when `len` is 0).
  */
 typedef struct wsc_event {
@@ -776,11 +778,32 @@ wsc_status wsc_client_close(struct wsc_client *client, uint16_t code, const char
  * when none came in time, `WSC_ERR_NOT_CONNECTED` before connect and after the final
  * `WSC_EVENT_CLOSE` was taken, `WSC_ERR_INVALID_STATE` in callback mode.
  *
- * `out->data` stays valid until the next `wsc_client_poll` or `wsc_client_free` on this
- * client. Call it from one thread at a time (concurrent calls are serialised, but the second
- * would end the validity of the first one's data). `*out` is written only on success.
+ * `out->data` stays valid until the next `wsc_client_poll` or `wsc_client_poll_batch`, or
+ * `wsc_client_free`, on this client. Call it from one thread at a time (concurrent calls
+ * are serialised, but the second would end the validity of the first one's data). `*out` is
+ * written only on success. To take many events per call, see `wsc_client_poll_batch`.
  */
 wsc_status wsc_client_poll(struct wsc_client *client, struct wsc_event *out, int32_t timeout_ms);
+
+/**
+ * Poll mode: takes up to `capacity` events, in order, into `events[0..*count]`: waits up to
+ * `timeout_ms` milliseconds (0: do not wait; -1: wait forever) for the first, then adds what
+ * is queued already, without waiting for more. One call hands over a whole burst, so a
+ * caller receiving many small messages (or a binding that crosses into the library once per
+ * call) pays one lock and one wake-up per batch rather than per message.
+ *
+ * Returns `WSC_OK` with `*count` from 1 to `capacity`; `WSC_ERR_TIMEOUT` when none came in
+ * time, `WSC_ERR_NOT_CONNECTED` before connect and after the final `WSC_EVENT_CLOSE` was
+ * taken (that event ends a batch: it is always the last one returned), and
+ * `WSC_ERR_INVALID_STATE` in callback mode, all with `*count` 0;
+ * `WSC_ERR_INVALID_ARGUMENT` for a NULL `client`, `events` or `count`, a `capacity` of 0
+ * or a bad timeout (then `*count` is 0 if `count` is not NULL).
+ *
+ * The `data` of every event returned stays valid until the next `wsc_client_poll` or
+ * `wsc_client_poll_batch`, or `wsc_client_free`, on this client. The same thread rules as
+ * `wsc_client_poll`: one caller at a time. Entries past `*count` are left unchanged.
+ */
+wsc_status wsc_client_poll_batch(struct wsc_client *client, struct wsc_event *events, size_t capacity, size_t *count, int32_t timeout_ms);
 
 /**
  * Poll mode: a file descriptor that is readable while events are queued, for epoll, select,

@@ -51,7 +51,7 @@ rust_tests_shared() {
     local out suites=""
     out=$(mktemp)
     for t in api backpressure connection failures handshake_extras hostile log misuse proxy \
-        ratelimit reconnect resources stats streaming stress tls tls_options unix; do
+        poll_batch ratelimit reconnect resources stats streaming stress tls tls_options unix; do
         suites+=" --test $t"
     done
     # shellcheck disable=SC2086

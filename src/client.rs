@@ -255,8 +255,9 @@ impl Client {
         Ok(())
     }
 
-    /// Poll mode: the next event, waiting up to `timeout` (None: forever).
-    pub fn poll(&self, timeout: Option<Duration>) -> Result<Event> {
+    /// Poll mode: moves up to `max` events into `out`, waiting up to `timeout` (None: forever)
+    /// for the first (see `EventQueue::pop`).
+    pub fn poll(&self, timeout: Option<Duration>, max: usize, out: &mut Vec<Event>) -> Result<()> {
         if self.state() == State::Idle {
             return Err(Error::new(
                 WSC_ERR_NOT_CONNECTED,
@@ -268,15 +269,12 @@ impl Client {
                 "events go to the callback; wsc_client_poll is for clients without one",
             ));
         }
-        match self.queue.pop(timeout) {
-            Popped::Event {
-                event,
-                resume_reader,
-            } => {
+        match self.queue.pop(timeout, max, out) {
+            Popped::Events { resume_reader } => {
                 if resume_reader {
                     self.shared.outbox.wake();
                 }
-                Ok(event)
+                Ok(())
             }
             Popped::TimedOut => Err(Error::new(
                 WSC_ERR_TIMEOUT,

@@ -121,9 +121,9 @@ struct Inner {
 }
 
 pub enum Popped {
-    /// The next event; `resume_reader` tells the caller to wake the paused worker.
-    Event {
-        event: Event,
+    /// Events were appended to the caller's vector; `resume_reader` tells the caller to wake
+    /// the paused worker.
+    Events {
         resume_reader: bool,
     },
     TimedOut,
@@ -211,31 +211,48 @@ impl EventQueue {
         }
     }
 
-    /// Takes the next event, waiting up to `timeout` (None waits forever).
-    pub fn pop(&self, timeout: Option<Duration>) -> Popped {
+    /// Moves up to `max` (at least 1) events into `out`, waiting up to `timeout` for the first
+    /// (None waits forever), but not for any after it. One byte count update per batch; the
+    /// worker's lock is taken only once the events moved out before are used up.
+    pub fn pop(&self, timeout: Option<Duration>, max: usize, out: &mut Vec<Event>) -> Popped {
         let mut taken = lock(&self.taken);
         if taken.is_empty() {
             if let Some(popped) = self.take_backlog(&mut taken, timeout) {
                 return popped;
             }
         }
-        let event = taken.pop_front().expect("take_backlog leaves events");
-        if taken.is_empty() {
-            let inner = lock(&self.inner);
+        let mut room = max.max(1);
+        let mut bytes = 0;
+        loop {
+            let n = room.min(taken.len());
+            for event in taken.drain(..n) {
+                bytes += event.data.len();
+                out.push(event);
+            }
+            room -= n;
+            if !taken.is_empty() {
+                break;
+            }
+            // Taken is empty: clear the fd if the worker has nothing more, or take what it
+            // queued meanwhile while there is room.
+            let mut inner = lock(&self.inner);
             if inner.events.is_empty() {
                 if let Some(fd) = self.fd.get() {
                     fd.clear();
                 }
+                break;
             }
+            if room == 0 {
+                break;
+            }
+            std::mem::swap(&mut inner.events, &mut *taken);
+            self.has_events.store(false, SeqCst);
         }
-        let left = self.bytes.fetch_sub(event.data.len(), SeqCst) - event.data.len();
+        let left = self.bytes.fetch_sub(bytes, SeqCst) - bytes;
         let resume_reader = left <= self.read_ahead() / 2
             && self.reader_paused.load(SeqCst)
             && self.reader_paused.swap(false, SeqCst);
-        Popped::Event {
-            event,
-            resume_reader,
-        }
+        Popped::Events { resume_reader }
     }
 
     /// Waits for events and moves all of them into `taken`; returns why not if none came.

@@ -264,8 +264,12 @@ unsafe extern "C" fn on_event(user_data: *mut c_void, ev: *const wsc_event) {
     let (st, ev) = unsafe { (&*(user_data as *const CbState), &*ev) };
     match ev.r#type {
         WSC_EVENT_BINARY => {
-            let n = st.bins.fetch_add(1, Relaxed) + 1;
-            st.bin_bytes.fetch_add(ev.len as u64, Relaxed);
+            // One client's callbacks run one at a time, so a load and a store count, as a C
+            // callback's plain `n++` would: no locked read-modify-write per message.
+            let n = st.bins.load(Relaxed) + 1;
+            st.bins.store(n, Relaxed);
+            st.bin_bytes
+                .store(st.bin_bytes.load(Relaxed) + ev.len as u64, Relaxed);
             let want = st.want_bins.load(Relaxed);
             if want == 0 || n == want {
                 st.signal();
@@ -371,6 +375,24 @@ impl Client {
             let data = unsafe { std::slice::from_raw_parts(ev.data, ev.len) };
             eprintln!("wsbench: error event: {}", String::from_utf8_lossy(data));
         }
+    }
+
+    /// Poll mode: the next events, as many as `evs` has room for (panics on timeout); valid
+    /// until the next poll.
+    pub fn poll_batch<'a>(&self, evs: &'a mut [wsc_event]) -> &'a [wsc_event] {
+        let mut n = 0;
+        // SAFETY: live client, `evs` has room for `evs.len()` events, writable count.
+        let rc = unsafe {
+            wsc_client_poll_batch(
+                self.c,
+                evs.as_mut_ptr(),
+                evs.len(),
+                &mut n,
+                TIMEOUT.as_millis() as i32,
+            )
+        };
+        check(rc, "wsc_client_poll_batch");
+        &evs[..n]
     }
 
     /// Poll mode: takes events until one of type `t` (panics if the connection ends first).

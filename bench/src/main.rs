@@ -32,6 +32,9 @@ enum V {
     RawAlt,
     /// libwsclient, poll mode
     Poll,
+    /// libwsclient, poll mode, `wsc_client_poll_batch` with room for `POLL_BATCH` events
+    /// (receive rows only)
+    PollBatch,
     /// libwsclient, callback mode
     Cb,
     /// libwsclient, poll mode, shared worker (`wsc_config_set_worker(WSC_WORKER_SHARED)`)
@@ -49,6 +52,7 @@ impl V {
             V::Raw => "raw",
             V::RawAlt => "raw-alt",
             V::Poll => "lib-poll",
+            V::PollBatch => "lib-poll-batch",
             V::Cb => "lib-cb",
             V::Shared => "lib-shared",
             V::SharedCb => "lib-shared-cb",
@@ -99,6 +103,8 @@ struct Counts {
 const SMALL: usize = 64;
 const BIG: usize = 1 << 20;
 const RTT_SIZE: usize = 32;
+/// Room for events per `wsc_client_poll_batch` call in the lib-poll-batch rows.
+const POLL_BATCH: usize = 64;
 
 struct Row {
     group: &'static str,
@@ -381,7 +387,7 @@ impl Bench {
                 c.close();
                 c.wait_closed();
             }
-            V::RawAlt => unreachable!(),
+            V::RawAlt | V::PollBatch => unreachable!(),
         }
         us.sort_by(|a, b| a.partial_cmp(b).unwrap());
         if std::env::var_os("WSBENCH_DEBUG").is_some() {
@@ -496,6 +502,26 @@ impl Bench {
                 assert_eq!(bytes, size * count);
                 c.wait_closed();
             }
+            V::PollBatch => {
+                let c = self.lib_start(v, false, &path, None);
+                let mut evs: Vec<wsc_event> = (0..POLL_BATCH).map(|_| blank_event()).collect();
+                let (mut got, mut bytes) = (0, 0);
+                while got < count {
+                    for ev in c.poll_batch(&mut evs) {
+                        match ev.r#type {
+                            WSC_EVENT_BINARY => {
+                                got += 1;
+                                bytes += ev.len;
+                            }
+                            WSC_EVENT_CLOSE => panic!("closed after {got} of {count} messages"),
+                            _ => {}
+                        }
+                    }
+                }
+                secs = t0.elapsed().as_secs_f64();
+                assert_eq!(bytes, size * count);
+                c.wait_closed();
+            }
             V::Cb => {
                 let st = CbState::new();
                 st.want_bins.store(count as u64, SeqCst);
@@ -515,7 +541,7 @@ impl Bench {
     fn bench_recv(&mut self, size: usize, count: usize) {
         let r = self.interleave(
             &format!("recv {size} B"),
-            &[V::Raw, V::Poll, V::Cb, V::Shared],
+            &[V::Raw, V::Poll, V::Cb, V::Shared, V::PollBatch],
             true,
             self.opts.repeats,
             |b, v, warm| b.recv(v, size, if warm { (count / 10).max(1) } else { count }),
@@ -532,7 +558,7 @@ impl Bench {
         };
         self.row(
             "recv",
-            metric,
+            metric.clone(),
             unit,
             false,
             "raw",
@@ -541,6 +567,19 @@ impl Bench {
             rate(&r[2][0], per),
             rate(&col(&r, 3, 0), per),
         );
+        if self.variant_wanted(V::PollBatch) {
+            self.row(
+                "recv",
+                format!("{metric}, poll mode: wsc_client_poll_batch, {POLL_BATCH} per call"),
+                unit,
+                false,
+                "raw",
+                rate(&r[0][0], per),
+                rate(&col(&r, 4, 0), per),
+                Vec::new(),
+                Vec::new(),
+            );
+        }
     }
 
     // ----- send throughput -----------------------------------------------------------------
@@ -601,7 +640,7 @@ impl Bench {
                 c.close();
                 c.wait_closed();
             }
-            V::SharedCb | V::CbReply => unreachable!(),
+            V::SharedCb | V::CbReply | V::PollBatch => unreachable!(),
         }
         vec![secs]
     }
@@ -704,7 +743,7 @@ impl Bench {
                         phases.push(d);
                     }
                 }
-                V::SharedCb | V::CbReply => unreachable!(),
+                V::SharedCb | V::CbReply | V::PollBatch => unreachable!(),
             }
             us.push(t.elapsed().as_secs_f64() * 1e6);
         }
@@ -830,7 +869,7 @@ impl Bench {
                     V::Poll => "poll",
                     V::Cb => "cb",
                     V::Shared => "shared",
-                    V::SharedCb | V::CbReply => unreachable!(),
+                    V::SharedCb | V::CbReply | V::PollBatch => unreachable!(),
                 };
                 let j = b.child(&[
                     "--child-idle".into(),

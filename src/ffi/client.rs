@@ -15,8 +15,9 @@ use std::time::Duration;
 /// A WebSocket client. Create with `wsc_client_new`, free with `wsc_client_free`.
 pub struct wsc_client {
     pub(crate) inner: Client,
-    /// Poll mode: the event whose data the caller is looking at, kept until the next poll.
-    current: Mutex<Option<Event>>,
+    /// Poll mode: the events whose data the caller is looking at, kept until the next poll
+    /// (the vector keeps its capacity: no allocation per poll).
+    current: Mutex<Vec<Event>>,
 }
 
 /// Receives events in callback mode, on the client's worker thread, one at a time, in order.
@@ -77,7 +78,7 @@ pub unsafe extern "C" fn wsc_client_new(
         };
         let client = Box::new(wsc_client {
             inner: Client::new(url, config)?,
-            current: Mutex::new(None),
+            current: Mutex::new(Vec::new()),
         });
         // SAFETY: checked non-NULL above; the caller provides a writable pointer slot.
         unsafe { *out = Box::into_raw(client) };
@@ -373,9 +374,10 @@ pub unsafe extern "C" fn wsc_client_close(
 /// when none came in time, `WSC_ERR_NOT_CONNECTED` before connect and after the final
 /// `WSC_EVENT_CLOSE` was taken, `WSC_ERR_INVALID_STATE` in callback mode.
 ///
-/// `out->data` stays valid until the next `wsc_client_poll` or `wsc_client_free` on this
-/// client. Call it from one thread at a time (concurrent calls are serialised, but the second
-/// would end the validity of the first one's data). `*out` is written only on success.
+/// `out->data` stays valid until the next `wsc_client_poll` or `wsc_client_poll_batch`, or
+/// `wsc_client_free`, on this client. Call it from one thread at a time (concurrent calls
+/// are serialised, but the second would end the validity of the first one's data). `*out` is
+/// written only on success. To take many events per call, see `wsc_client_poll_batch`.
 #[no_mangle]
 pub unsafe extern "C" fn wsc_client_poll(
     client: *mut wsc_client,
@@ -385,21 +387,72 @@ pub unsafe extern "C" fn wsc_client_poll(
     boundary(|| {
         let client = unsafe { object(client, "client") }?;
         let out = unsafe { object_mut(out, "out") }?;
-        let timeout = match timeout_ms {
-            -1 => None,
-            ms if ms >= 0 => Some(Duration::from_millis(ms as u64)),
-            ms => {
-                return Err(Error::invalid_argument(format!(
-                    "timeout_ms {ms} is neither -1 nor >= 0"
-                )))
-            }
-        };
+        let timeout = poll_timeout(timeout_ms)?;
         let mut current = lock(&client.current);
-        *current = None; // the previous event's data is released here, as documented
-        let event = current.insert(client.inner.poll(timeout)?);
-        *out = wsc_event::view(event);
+        current.clear(); // the previous events' data is released here, as documented
+        client.inner.poll(timeout, 1, &mut current)?;
+        *out = wsc_event::view(&current[0]);
         Ok(())
     })
+}
+
+/// Poll mode: takes up to `capacity` events, in order, into `events[0..*count]`: waits up to
+/// `timeout_ms` milliseconds (0: do not wait; -1: wait forever) for the first, then adds what
+/// is queued already, without waiting for more. One call hands over a whole burst, so a
+/// caller receiving many small messages (or a binding that crosses into the library once per
+/// call) pays one lock and one wake-up per batch rather than per message.
+///
+/// Returns `WSC_OK` with `*count` from 1 to `capacity`; `WSC_ERR_TIMEOUT` when none came in
+/// time, `WSC_ERR_NOT_CONNECTED` before connect and after the final `WSC_EVENT_CLOSE` was
+/// taken (that event ends a batch: it is always the last one returned), and
+/// `WSC_ERR_INVALID_STATE` in callback mode, all with `*count` 0;
+/// `WSC_ERR_INVALID_ARGUMENT` for a NULL `client`, `events` or `count`, a `capacity` of 0
+/// or a bad timeout (then `*count` is 0 if `count` is not NULL).
+///
+/// The `data` of every event returned stays valid until the next `wsc_client_poll` or
+/// `wsc_client_poll_batch`, or `wsc_client_free`, on this client. The same thread rules as
+/// `wsc_client_poll`: one caller at a time. Entries past `*count` are left unchanged.
+#[no_mangle]
+pub unsafe extern "C" fn wsc_client_poll_batch(
+    client: *mut wsc_client,
+    events: *mut wsc_event,
+    capacity: usize,
+    count: *mut usize,
+    timeout_ms: i32,
+) -> wsc_status {
+    boundary(|| {
+        let count = unsafe { object_mut(count, "count") }?;
+        *count = 0;
+        let client = unsafe { object(client, "client") }?;
+        if events.is_null() {
+            return Err(Error::invalid_argument("events is NULL"));
+        }
+        if capacity == 0 {
+            return Err(Error::invalid_argument("capacity is 0"));
+        }
+        let timeout = poll_timeout(timeout_ms)?;
+        let mut current = lock(&client.current);
+        current.clear(); // the previous events' data is released here, as documented
+        client.inner.poll(timeout, capacity, &mut current)?;
+        // SAFETY: the caller passes room for `capacity` events; at most that many were taken.
+        let out = unsafe { std::slice::from_raw_parts_mut(events, current.len()) };
+        for (slot, event) in out.iter_mut().zip(current.iter()) {
+            *slot = wsc_event::view(event);
+        }
+        *count = current.len();
+        Ok(())
+    })
+}
+
+/// A poll's `timeout_ms`: -1 waits forever, 0 and up are milliseconds.
+fn poll_timeout(timeout_ms: i32) -> Result<Option<Duration>, Error> {
+    match timeout_ms {
+        -1 => Ok(None),
+        ms if ms >= 0 => Ok(Some(Duration::from_millis(ms as u64))),
+        ms => Err(Error::invalid_argument(format!(
+            "timeout_ms {ms} is neither -1 nor >= 0"
+        ))),
+    }
 }
 
 /// Poll mode: a file descriptor that is readable while events are queued, for epoll, select,

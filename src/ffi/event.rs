@@ -79,7 +79,8 @@ pub const WSC_MESSAGE_CONTINUATION: u32 = 2;
 /// One event. Filled in by the library; the caller only reads it.
 ///
 /// `data` is owned by the library. In callback mode it is valid until the callback returns;
-/// in poll mode until the next `wsc_client_poll` or `wsc_client_free` on the same client.
+/// in poll mode until the next `wsc_client_poll`, `wsc_client_poll_batch` or `wsc_client_free`
+/// on the same client.
 /// Copy what you need to keep. `data` is never NULL (it points at an empty string when `len` is 0).
 #[repr(C)]
 pub struct wsc_event {

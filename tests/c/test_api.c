@@ -187,6 +187,12 @@ TEST(null_arguments_are_refused) {
     CHECK_NULL_ARG(wsc_client_poll(NULL, &ev, 0));
     CHECK_NULL_ARG(wsc_client_poll(c, NULL, 0));
     CHECK(memcmp(&ev, &before, sizeof ev) == 0); /* *out written only on success */
+    size_t count = 3;
+    CHECK_NULL_ARG(wsc_client_poll_batch(NULL, &ev, 1, &count, 0));
+    CHECK_EQ(count, 0);
+    CHECK_NULL_ARG(wsc_client_poll_batch(c, NULL, 1, &count, 0));
+    CHECK_NULL_ARG(wsc_client_poll_batch(c, &ev, 1, NULL, 0));
+    CHECK(memcmp(&ev, &before, sizeof ev) == 0);
 
     CHECK_EQ(wsc_client_event_fd(NULL), -1);
     CHECK_EQ(wsc_client_state(NULL), WSC_STATE_CLOSED);

@@ -524,6 +524,39 @@ impl TestClient {
         }
     }
 
+    /// `wsc_client_poll_batch` with room for `capacity` events, copied out.
+    pub fn poll_batch(
+        &self,
+        capacity: usize,
+        timeout_ms: i32,
+    ) -> Result<Vec<OwnedEvent>, wsc_status> {
+        assert!(timeout_ms >= 0, "tests never wait forever");
+        // SAFETY: a zeroed wsc_event is a valid value (NONE, NULL data).
+        let mut evs: Vec<wsc_event> = (0..capacity)
+            .map(|_| unsafe { std::mem::zeroed() })
+            .collect();
+        let mut n = usize::MAX;
+        let st = unsafe {
+            wsc_client_poll_batch(self.ptr, evs.as_mut_ptr(), capacity, &mut n, timeout_ms)
+        };
+        if st != WSC_OK {
+            assert_eq!(n, 0, "*count on {}", status_name(st));
+            return Err(st);
+        }
+        assert!(
+            (1..=capacity).contains(&n),
+            "{n} events in a batch of {capacity}"
+        );
+        assert!(
+            evs[n..].iter().all(|e| e.r#type == WSC_EVENT_NONE),
+            "entries past the count untouched"
+        );
+        Ok(evs[..n]
+            .iter()
+            .map(|e| unsafe { OwnedEvent::copy(e) })
+            .collect())
+    }
+
     /// The next event in either mode, or None after `timeout`. In poll mode a status other
     /// than OK/TIMEOUT is a test failure.
     #[track_caller]
