@@ -468,7 +468,13 @@ impl Worker {
         let _driving = shared.outbox.driving();
         let outcome = catch_unwind(AssertUnwindSafe(|| self.live(waiter, attempt, ended)));
         match outcome {
-            Ok(Some((conn, pool))) => return pool.adopt(self, conn),
+            Ok(Some((conn, pool))) => {
+                // This thread is free now. Offered (busy-polling as after a client's end)
+                // before the shared worker reports OPEN: a caller that connects its next
+                // client then finds it awake.
+                crate::threads::going_idle(self.shared.config.busy_poll);
+                return pool.adopt(self, conn);
+            }
             Ok(None) => {}
             Err(panic) => self.report_panic(panic),
         }

@@ -3,7 +3,7 @@
 
 use std::ffi::{c_void, CStr, CString};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use wsclient::ffi::client::*;
@@ -163,6 +163,11 @@ pub struct CbState {
     /// the other rows' callbacks that lock.
     replies: Mutex<Option<Replies>>,
     replying: AtomicBool,
+    /// The OPEN callback closes the connection itself (`wsc_client_close(1000)`), as a
+    /// callback-driven program reacts to an event: the connect cycle from the callback.
+    pub close_on_open: AtomicBool,
+    /// The client's `wsc_client *`, stored before it connects.
+    client: AtomicUsize,
     mu: Mutex<()>,
     cv: Condvar,
 }
@@ -288,6 +293,12 @@ unsafe extern "C" fn on_event(user_data: *mut c_void, ev: *const wsc_event) {
             st.signal();
         }
         WSC_EVENT_OPEN => {
+            if st.close_on_open.load(Relaxed) {
+                let c = st.client.load(SeqCst) as *mut wsc_client;
+                // SAFETY: the client is live while its callback runs; NULL reason is allowed.
+                let rc = unsafe { wsc_client_close(c, 1000, std::ptr::null()) };
+                check(rc, "wsc_client_close from the OPEN callback");
+            }
             st.opens.fetch_add(1, SeqCst);
             st.signal();
         }
@@ -348,6 +359,7 @@ impl Client {
             Mode::Poll => None,
             Mode::Callback => {
                 let st = st.unwrap_or_default();
+                st.client.store(c as usize, SeqCst);
                 let ud = Arc::as_ptr(&st) as *mut c_void;
                 // SAFETY: the Arc is kept in the Client, so ud outlives wsc_client_free.
                 check(

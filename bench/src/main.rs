@@ -718,6 +718,14 @@ impl Bench {
                         .unwrap();
                     raw::close(raw::connect(&url, port, Some(&fresh)));
                 }
+                V::CbReply => {
+                    let st = CbState::new();
+                    st.close_on_open.store(true, SeqCst);
+                    let c = self.lib_start(v, tls, "/echo", Some(st));
+                    c.wait_closed();
+                    assert_eq!(c.state().opens.load(SeqCst), 1, "opened");
+                    drop(c);
+                }
                 V::Poll | V::Cb | V::Shared => {
                     let mut marks = [0.0; 5];
                     let mut mark = |i: usize| {
@@ -743,7 +751,7 @@ impl Bench {
                         phases.push(d);
                     }
                 }
-                V::SharedCb | V::CbReply | V::PollBatch => unreachable!(),
+                V::SharedCb | V::PollBatch => unreachable!(),
             }
             us.push(t.elapsed().as_secs_f64() * 1e6);
         }
@@ -775,7 +783,7 @@ impl Bench {
         let variants: &[V] = if tls {
             &[V::Raw, V::RawAlt, V::Poll, V::Cb]
         } else {
-            &[V::Raw, V::Poll, V::Cb, V::Shared]
+            &[V::Raw, V::Poll, V::Cb, V::Shared, V::CbReply]
         };
         let r = self.interleave(
             &format!("cycle {scheme}"),
@@ -796,6 +804,20 @@ impl Bench {
                 r[2][0].clone(),
                 col(&r, 3, 0),
             );
+            if self.variant_wanted(V::CbReply) {
+                self.row(
+                    "cycle",
+                    "connect+handshake+close, ws, callback mode, close from the OPEN callback"
+                        .into(),
+                    "µs",
+                    true,
+                    "raw",
+                    r[0][0].clone(),
+                    Vec::new(),
+                    col(&r, 4, 0),
+                    Vec::new(),
+                );
+            }
             return;
         }
         let (poll, cb) = (r[2][0].clone(), r[3][0].clone());
