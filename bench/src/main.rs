@@ -1198,6 +1198,7 @@ impl Bench {
                 "lib_shared": self.has_shared(),
                 "shared_worker_threads": self.opts.shared_threads,
                 "busy_poll_us": lib_ffi::busy_poll_us(),
+                "server_cpu": std::env::var("WSBENCH_SERVER_CPU").ok(),
                 "counts": {
                     "rtt_round_trips": c.rtt, "rtt_warmup": c.rtt_warm,
                     "recv_small_msgs": c.recv_small, "recv_small_size": SMALL,
@@ -1265,6 +1266,11 @@ fn parse_opts() -> Opts {
                 // For the idle and peak children.
                 std::env::set_var("WSBENCH_BUSY_POLL_US", us.to_string());
             }
+            "--server-cpu" => {
+                let cpu: usize = val("--server-cpu").parse().expect("--server-cpu N");
+                // Read by the server child at its start.
+                std::env::set_var("WSBENCH_SERVER_CPU", cpu.to_string());
+            }
             "--shared-threads" => {
                 o.shared_threads =
                     Some(val("--shared-threads").parse().expect("--shared-threads N"))
@@ -1279,8 +1285,8 @@ fn parse_opts() -> Opts {
                 println!(
                     "usage: wsbench [--json PATH] [--repeats N] [--scale F] [--no-wss] \
                      [--idle-large|--no-idle-large] [--only rtt,rtt-wss,recv,recv-small,recv-big,send,send-small,send-big,cycle,cycle-wss,idle,peak] \
-                     [--variants raw,raw-alt,lib-poll,lib-cb,lib-shared,lib-shared-cb] [--cb-spin] \
-                     [--shared-threads N] [--busy-poll US]"
+                     [--variants raw,raw-alt,lib-poll,lib-poll-batch,lib-cb,lib-shared,lib-shared-cb,lib-cb-reply] [--cb-spin] \
+                     [--shared-threads N] [--busy-poll US] [--server-cpu N]"
                 );
                 std::process::exit(0);
             }

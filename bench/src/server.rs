@@ -22,6 +22,13 @@ use tungstenite::{Bytes, Message};
 const CONN_STACK: usize = 256 * 1024;
 
 pub fn run(dir: &Path) -> ! {
+    // `--server-cpu N`: this process and every thread it starts run on CPU N only.
+    if let Some(cpu) = std::env::var("WSBENCH_SERVER_CPU")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        crate::sys::pin_to_cpu(cpu);
+    }
     let ck =
         rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
             .expect("rcgen");
