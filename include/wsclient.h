@@ -1473,7 +1473,10 @@ wsc_status wsc_config_set_worker(struct wsc_config *cfg, wsc_worker_mode mode);
  * local round trip. It applies at three waits:
  * - the worker, after it handed events to the caller, polls the socket and the send queue
  *   without blocking, so a reply the caller sends at once needs no wake-up;
- * - `wsc_client_poll` looks for events before it sleeps (never longer than its timeout);
+ * - `wsc_client_poll` and `wsc_client_poll_batch` look for events before they sleep (never
+ *   longer than their timeout); four times as long while the connection opens (not while a
+ *   reconnect delay runs) or closes, since a handshake takes a few round trips and comes
+ *   once per connection: the cost is per connection, not per message;
  * - a worker thread whose client is done looks for the next client's connect (see
  *   `wsc_client_free`).
  *

@@ -269,7 +269,15 @@ impl Client {
                 "events go to the callback; wsc_client_poll is for clients without one",
             ));
         }
-        match self.queue.pop(timeout, max, out) {
+        // A handshake or a close handshake takes a few round trips, and comes once per
+        // connection: looking longer for its end costs CPU time per connection, not per
+        // message (and none while a reconnect delay is waited out).
+        let long_wait = match self.state() {
+            State::Connecting => !self.shared.reconnect.backing_off.load(SeqCst),
+            State::Closing => true,
+            _ => false,
+        };
+        match self.queue.pop(timeout, long_wait, max, out) {
             Popped::Events { resume_reader } => {
                 if resume_reader {
                     self.shared.outbox.wake();

@@ -81,6 +81,10 @@ impl Event {
 /// See `EventQueue::read_ahead`.
 const READ_AHEAD: usize = 2 << 20;
 
+/// How many times the busy poll a poll looks for longer while the connection opens or
+/// closes (see `EventQueue::pop`).
+const LONG_WAIT_FACTOR: u32 = 4;
+
 /// Polls of an empty queue spin this many times before they yield the core while busy-polling.
 const SPIN: u32 = 64;
 
@@ -214,10 +218,16 @@ impl EventQueue {
     /// Moves up to `max` (at least 1) events into `out`, waiting up to `timeout` for the first
     /// (None waits forever), but not for any after it. One byte count update per batch; the
     /// worker's lock is taken only once the events moved out before are used up.
-    pub fn pop(&self, timeout: Option<Duration>, max: usize, out: &mut Vec<Event>) -> Popped {
+    pub fn pop(
+        &self,
+        timeout: Option<Duration>,
+        long_wait: bool,
+        max: usize,
+        out: &mut Vec<Event>,
+    ) -> Popped {
         let mut taken = lock(&self.taken);
         if taken.is_empty() {
-            if let Some(popped) = self.take_backlog(&mut taken, timeout) {
+            if let Some(popped) = self.take_backlog(&mut taken, timeout, long_wait) {
                 return popped;
             }
         }
@@ -260,13 +270,19 @@ impl EventQueue {
         &self,
         taken: &mut VecDeque<Event>,
         timeout: Option<Duration>,
+        long_wait: bool,
     ) -> Option<Popped> {
         // An answer often arrives within microseconds of asking: looking that long costs less
         // than sleeping and being woken, which is tens of microseconds on a busy or virtual
         // machine. Yielding after a short spin lets the worker (or the server, on a small
         // machine) run on this core meanwhile; on a single CPU, spinning would only hold up
         // the thread that is to answer. The clock is read only once spinning is over.
-        let budget = timeout.map_or(self.busy_poll, |t| t.min(self.busy_poll));
+        let busy_poll = if long_wait {
+            self.busy_poll * LONG_WAIT_FACTOR
+        } else {
+            self.busy_poll
+        };
+        let budget = timeout.map_or(busy_poll, |t| t.min(busy_poll));
         if !budget.is_zero() {
             let spins = if single_cpu() { 0 } else { SPIN };
             let mut start = None;

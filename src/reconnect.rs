@@ -173,6 +173,8 @@ pub type Hook = Box<dyn FnMut(u32) + Send>;
 pub struct Live {
     /// `wsc_client_close` was called: no further attempt.
     pub closed: AtomicBool,
+    /// The worker waits out a reconnect delay (polls then need not look for an OPEN soon).
+    pub backing_off: AtomicBool,
     /// The handshake headers for the next attempt, once `wsc_client_set_header` changed them.
     headers: Mutex<Option<Vec<(String, String)>>>,
     hook: Mutex<Option<Hook>>,

@@ -595,13 +595,17 @@ impl Worker {
         delay: Duration,
     ) -> bool {
         let shared = Arc::clone(&self.shared);
+        // Before the events below: a poll that sees them already knows the wait is long.
+        shared.reconnect.backing_off.store(true, SeqCst);
         self.end_attempt(ended.end, ended.unsent, false);
         let mut ev = Event::new(EventKind::Reconnecting, Bytes::new());
         ev.id = attempt.into();
         ev.flags = delay.as_millis().min(u32::MAX.into()) as u32;
         self.emit(ev);
         self.deliver();
-        match self.back_off(waiter, delay) {
+        let backed_off = self.back_off(waiter, delay);
+        shared.reconnect.backing_off.store(false, SeqCst);
+        match backed_off {
             Some(true) => {}
             Some(false) => {
                 let reason = Bytes::from_static(b"closed while reconnecting");

@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use std::io::Write;
 use std::sync::atomic::{AtomicI32, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -70,6 +71,83 @@ fn the_worker_busy_polls_after_each_delivery_only_when_set() {
         off < Duration::from_millis(50),
         "busy poll off: the worker used {off:?} of CPU over ten echoes"
     );
+}
+
+/// CPU time the calling thread has used so far.
+fn own_cpu() -> Duration {
+    // SAFETY: gettid has no preconditions.
+    thread_cpu(unsafe { libc::gettid() })
+}
+
+#[test]
+fn a_poll_looks_longer_for_the_handshake_than_for_a_message() {
+    // The server answers the upgrade 100 ms late, then sends a message 100 ms later.
+    let server = RawServer::start(|mut s| {
+        let Ok(head) = read_request(&mut s) else {
+            return;
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        let _ = s.write_all(switching_protocols(&head, "").as_bytes());
+        std::thread::sleep(Duration::from_millis(100));
+        let _ = write_frame(&mut s, 0x81, b"late");
+        let _ = std::io::Read::read(&mut s, &mut [0; 64]);
+    });
+    // 10 ms: four times that (40 ms) while connecting, 10 ms for a message.
+    let cfg = Cfg::new().busy_poll(10_000);
+    let c = TestClient::start(&server.url(), Some(&cfg), false);
+    let before = own_cpu();
+    assert_eq!(c.poll(5000).expect("OPEN").ty, WSC_EVENT_OPEN);
+    let handshake = own_cpu() - before;
+    let before = own_cpu();
+    assert_eq!(c.poll(5000).expect("the message").text(), "late");
+    let message = own_cpu() - before;
+    eprintln!("polling thread's CPU: {handshake:?} for the handshake, {message:?} for a message");
+    assert!(
+        handshake >= Duration::from_millis(24),
+        "waiting for OPEN, the poll used only {handshake:?} of CPU (busy poll 4 x 10 ms)"
+    );
+    assert!(
+        message < Duration::from_millis(20),
+        "waiting for a message, the poll used {message:?} of CPU (busy poll 10 ms)"
+    );
+}
+
+#[test]
+fn a_poll_does_not_look_longer_while_a_reconnect_delay_runs() {
+    // The first connection drops at once; the client reconnects 300 ms later.
+    let conns = Arc::new(AtomicI32::new(0));
+    let seen = Arc::clone(&conns);
+    let server = RawServer::start(move |mut s| {
+        let Ok(head) = read_request(&mut s) else {
+            return;
+        };
+        let _ = s.write_all(switching_protocols(&head, "").as_bytes());
+        if seen.fetch_add(1, SeqCst) > 0 {
+            let _ = std::io::Read::read(&mut s, &mut [0; 64]);
+        }
+    });
+    let cfg = Cfg::new().busy_poll(10_000);
+    assert_ok(
+        unsafe { wsc_config_set_reconnect(cfg.raw(), 3, 300, 300) },
+        "wsc_config_set_reconnect",
+    );
+    let c = TestClient::start(&server.url(), Some(&cfg), false);
+    // OPEN, ERROR, CLOSE (flagged reconnecting), RECONNECTING.
+    loop {
+        let ev = c.poll(5000).expect("the events of the drop");
+        if ev.ty == WSC_EVENT_RECONNECTING {
+            break;
+        }
+    }
+    let before = own_cpu();
+    assert_eq!(c.poll(5000).expect("the second OPEN").ty, WSC_EVENT_OPEN);
+    let waited = own_cpu() - before;
+    eprintln!("polling thread's CPU over a 300 ms reconnect delay: {waited:?}");
+    assert!(
+        waited < Duration::from_millis(20),
+        "over the reconnect delay the poll used {waited:?} of CPU (busy poll 10 ms)"
+    );
+    assert_eq!(conns.load(SeqCst), 2);
 }
 
 #[test]
