@@ -81,8 +81,8 @@ impl Event {
 /// See `EventQueue::read_ahead`.
 const READ_AHEAD: usize = 2 << 20;
 
-/// How many times the busy poll a poll looks for longer while the connection opens or
-/// closes (see `EventQueue::pop`).
+/// While the connection opens or closes, a poll looks for events this many times its busy
+/// poll (see `Client::poll`).
 const LONG_WAIT_FACTOR: u32 = 4;
 
 /// Polls of an empty queue spin this many times before they yield the core while busy-polling.
