@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::events::{lock, Event};
 use std::ffi::{c_char, c_void};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 /// A WebSocket client. Create with `wsc_client_new`, free with `wsc_client_free`.
@@ -387,10 +387,7 @@ pub unsafe extern "C" fn wsc_client_poll(
     boundary(|| {
         let client = unsafe { object(client, "client") }?;
         let out = unsafe { object_mut(out, "out") }?;
-        let timeout = poll_timeout(timeout_ms)?;
-        let mut current = lock(&client.current);
-        current.clear(); // the previous events' data is released here, as documented
-        client.inner.poll(timeout, 1, &mut current)?;
+        let current = poll_events(client, timeout_ms, 1)?;
         *out = wsc_event::view(&current[0]);
         Ok(())
     })
@@ -430,10 +427,7 @@ pub unsafe extern "C" fn wsc_client_poll_batch(
         if capacity == 0 {
             return Err(Error::invalid_argument("capacity is 0"));
         }
-        let timeout = poll_timeout(timeout_ms)?;
-        let mut current = lock(&client.current);
-        current.clear(); // the previous events' data is released here, as documented
-        client.inner.poll(timeout, capacity, &mut current)?;
+        let current = poll_events(client, timeout_ms, capacity)?;
         // SAFETY: the caller passes room for `capacity` events; at most that many were taken.
         let out = unsafe { std::slice::from_raw_parts_mut(events, current.len()) };
         for (slot, event) in out.iter_mut().zip(current.iter()) {
@@ -444,15 +438,27 @@ pub unsafe extern "C" fn wsc_client_poll_batch(
     })
 }
 
-/// A poll's `timeout_ms`: -1 waits forever, 0 and up are milliseconds.
-fn poll_timeout(timeout_ms: i32) -> Result<Option<Duration>, Error> {
-    match timeout_ms {
-        -1 => Ok(None),
-        ms if ms >= 0 => Ok(Some(Duration::from_millis(ms as u64))),
-        ms => Err(Error::invalid_argument(format!(
-            "timeout_ms {ms} is neither -1 nor >= 0"
-        ))),
-    }
+/// Both polls: releases the previous events' data (as documented), then takes up to `max`
+/// events, waiting `timeout_ms` (-1: forever) for the first. The guard keeps them for the
+/// caller to view.
+fn poll_events(
+    client: &wsc_client,
+    timeout_ms: i32,
+    max: usize,
+) -> Result<MutexGuard<'_, Vec<Event>>, Error> {
+    let timeout = match timeout_ms {
+        -1 => None,
+        ms if ms >= 0 => Some(Duration::from_millis(ms as u64)),
+        ms => {
+            return Err(Error::invalid_argument(format!(
+                "timeout_ms {ms} is neither -1 nor >= 0"
+            )))
+        }
+    };
+    let mut current = lock(&client.current);
+    current.clear();
+    client.inner.poll(timeout, max, &mut current)?;
+    Ok(current)
 }
 
 /// Poll mode: a file descriptor that is readable while events are queued, for epoll, select,
