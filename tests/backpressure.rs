@@ -482,9 +482,7 @@ fn a_poll_mode_reader_that_stops_polling_stops_the_server_and_loses_nothing() {
     let sent2 = Arc::clone(&sent);
     let server = WsServer::start(ServerOptions::default(), move |mut ws, log| {
         for i in 0..COUNT {
-            let mut m = pattern(SIZE, i as u8);
-            m[..4].copy_from_slice(&i.to_be_bytes());
-            if ws.send(Message::Binary(m.into())).is_err() {
+            if ws.send(Message::Binary(numbered(i, SIZE).into())).is_err() {
                 log.update(|d| d.notes.push(format!("send {i} failed")));
                 return;
             }
@@ -538,9 +536,7 @@ fn a_poll_mode_reader_that_stops_polling_stops_the_server_and_loses_nothing() {
     for i in 0..COUNT {
         let ev = c.must_next(Duration::from_secs(20));
         assert_eq!(ev.ty, WSC_EVENT_BINARY, "message {i}: {ev:?}");
-        let mut expected = pattern(SIZE, i as u8);
-        expected[..4].copy_from_slice(&i.to_be_bytes());
-        assert!(ev.data == expected, "message {i} differs");
+        assert!(ev.data == numbered(i, SIZE), "message {i} differs");
     }
     assert!(server
         .log

@@ -620,9 +620,7 @@ fn poll_mode_backpressure_drops_nothing() {
     const COUNT: usize = 5 * 1024; // 5 MiB in 1 KiB messages
     let server = WsServer::start(ServerOptions::default(), |mut ws, log| {
         for i in 0..COUNT as u32 {
-            let mut m = pattern(1024, i as u8);
-            m[..4].copy_from_slice(&i.to_be_bytes());
-            if ws.send(Message::Binary(m.into())).is_err() {
+            if ws.send(Message::Binary(numbered(i, 1024).into())).is_err() {
                 log.update(|d| d.notes.push(format!("send {i} failed")));
                 return;
             }
@@ -637,8 +635,7 @@ fn poll_mode_backpressure_drops_nothing() {
     for i in 0..COUNT as u32 {
         let ev = c.must_next(WAIT);
         assert_eq!(ev.ty, WSC_EVENT_BINARY, "message {i}: {ev:?}");
-        let mut expected = pattern(1024, i as u8);
-        expected[..4].copy_from_slice(&i.to_be_bytes());
+        let expected = numbered(i, 1024);
         assert!(
             ev.data == expected,
             "message {i} differs (got seq {:?})",

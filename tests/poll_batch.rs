@@ -7,13 +7,6 @@ use common::*;
 use std::time::{Duration, Instant};
 use tungstenite::Message;
 
-/// A binary message whose first four bytes are its sequence number.
-fn numbered(i: u32, len: usize) -> Vec<u8> {
-    let mut m = pattern(len, i as u8);
-    m[..4].copy_from_slice(&i.to_be_bytes());
-    m
-}
-
 /// A server that sends `count` numbered messages of `len` bytes, then closes with 1000.
 fn flood(count: u32, len: usize) -> WsServer {
     WsServer::start(ServerOptions::default(), move |mut ws, log| {
@@ -95,17 +88,10 @@ fn every_event_of_a_batch_keeps_its_data_until_the_next_poll() {
         std::thread::sleep(Duration::from_millis(5));
     }
     std::thread::sleep(Duration::from_millis(50));
-    // Raw call: read every event's data only after the call returned all of them.
-    let mut evs: Vec<wsc_event> = (0..64).map(|_| unsafe { std::mem::zeroed() }).collect();
+    // `poll_batch` copies every event's data only after the call returned all of them.
     let mut got = Vec::new();
     while got.len() < msgs.len() && Instant::now() < deadline + WAIT {
-        let mut n = 0;
-        let st =
-            unsafe { wsc_client_poll_batch(c.raw(), evs.as_mut_ptr(), evs.len(), &mut n, 1000) };
-        assert_ok(st, "wsc_client_poll_batch");
-        for e in &evs[..n] {
-            got.push(unsafe { OwnedEvent::copy(e) });
-        }
+        got.extend(c.poll_batch(64, 1000).expect("wsc_client_poll_batch"));
     }
     assert_eq!(got.len(), msgs.len());
     for (ev, m) in got.iter().zip(&msgs) {

@@ -778,6 +778,14 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
+/// `pattern(len, seq as u8)` whose first four bytes are `seq` (big-endian): a message that
+/// says where it belongs in a sequence. `len` must be at least 4.
+pub fn numbered(seq: u32, len: usize) -> Vec<u8> {
+    let mut m = pattern(len, seq as u8);
+    m[..4].copy_from_slice(&seq.to_be_bytes());
+    m
+}
+
 pub fn text_pattern(len: usize) -> String {
     let alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789 ";
     (0..len)
