@@ -50,7 +50,7 @@ rust_tests() {
 rust_tests_shared() {
     local out suites=""
     out=$(mktemp)
-    for t in api backpressure connection failures handshake_extras hostile log misuse proxy \
+    for t in api backpressure busy_poll connection failures handshake_extras hostile log misuse proxy \
         poll_batch ratelimit reconnect resources stats streaming stress tls tls_options unix; do
         suites+=" --test $t"
     done

@@ -176,7 +176,12 @@ impl Driver {
             } else {
                 Some(Duration::ZERO)
             };
-            let busy_poll = std::mem::take(&mut self.busy_poll);
+            // A turn that asks to go on at once keeps the busy poll for the wait after it: a
+            // reply sent from a callback is written in that next turn, and its answer follows.
+            let busy_poll = match timeout {
+                Some(Duration::ZERO) => Duration::ZERO,
+                _ => std::mem::take(&mut self.busy_poll),
+            };
             if let Err(e) = crate::worker::wait(&mut self.poll, &mut events, timeout, busy_poll) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     wsc_log!(Level::Error, "shared worker: poll failed: {e}");

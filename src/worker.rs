@@ -738,7 +738,12 @@ impl Worker {
                 Turn::Ended(end) => return Some(end),
                 Turn::Freed => return None,
             };
-            let busy_poll = self.busy_poll_after_turn();
+            // Kept through a turn that goes on at once: a reply sent from a callback is
+            // written in that next turn, and its answer follows.
+            let busy_poll = match timeout {
+                Some(Duration::ZERO) => Duration::ZERO,
+                _ => self.busy_poll_after_turn(),
+            };
             if let Err(e) = wait(&mut waiter.poll, &mut waiter.events, timeout, busy_poll) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     let e = Error::new(WSC_ERR_INTERNAL, format!("poll failed: {e}"));
@@ -806,7 +811,8 @@ impl Worker {
     }
 
     /// How long to busy-poll before waiting after this turn: the client's setting if events
-    /// went to the caller in it (its answer may come before a wake-up would), else zero.
+    /// went to the caller since the last wait that could sleep (its answer may come before a
+    /// wake-up would), else zero.
     pub fn busy_poll_after_turn(&mut self) -> Duration {
         match std::mem::take(&mut self.answer_likely) {
             true => self.shared.config.busy_poll,

@@ -73,6 +73,70 @@ fn the_worker_busy_polls_after_each_delivery_only_when_set() {
     );
 }
 
+/// A reply sent from the callback is written in the turn after the delivery; the busy poll
+/// that the delivery asked for must still follow that write, when the reply's answer comes.
+#[test]
+fn the_worker_busy_polls_for_the_answer_to_a_reply_sent_from_the_callback() {
+    // Echoes each message 30 ms late, so every answer comes after a 20 ms busy poll ends.
+    let server = RawServer::start(|mut s| {
+        if raw_handshake(&mut s).is_err() {
+            return;
+        }
+        while let Ok(f) = read_frame(&mut s) {
+            if f.opcode() != 1 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(30));
+            if write_frame(&mut s, 0x81, &f.payload).is_err() {
+                return;
+            }
+        }
+    });
+    let cfg = Cfg::new().busy_poll(20_000);
+    let c = TestClient::new_callback(&server.url(), Some(&cfg));
+    // On OPEN: send "0"; on each echo n < 10: send n + 1, from inside the callback. The
+    // worker's CPU time is taken at the first echo and at the last.
+    let client = c.raw() as usize;
+    let cpu = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let marks = Arc::clone(&cpu);
+    c.collector().set_hook(Box::new(move |ev| {
+        let next = match ev.ty {
+            WSC_EVENT_OPEN => Some(0),
+            WSC_EVENT_TEXT => ev.text().parse::<u32>().ok().map(|n| n + 1),
+            _ => None,
+        };
+        let Some(n) = next else { return };
+        if n == 1 || n == 11 {
+            // SAFETY: gettid has no preconditions.
+            marks
+                .lock()
+                .unwrap()
+                .push(thread_cpu(unsafe { libc::gettid() }));
+        }
+        if n <= 10 {
+            let s = n.to_string();
+            // SAFETY: the client outlives its callbacks; sending from one is allowed.
+            let st = unsafe { wsc_client_send_text(client as *mut _, s.as_ptr().cast(), s.len()) };
+            assert_eq!(st, WSC_OK, "send from the callback");
+        }
+    }));
+    assert_ok(c.connect(), "connect");
+    c.expect_open();
+    for n in 0..=10 {
+        let ev = c.must_next(WAIT);
+        assert_eq!((ev.ty, ev.text()), (WSC_EVENT_TEXT, n.to_string()));
+    }
+    let marks = cpu.lock().unwrap().clone();
+    let used = marks[1] - marks[0];
+    eprintln!("worker CPU over ten replies sent from the callback: {used:?}");
+    // Ten 20 ms busy polls, one after each reply: about 200 ms.
+    assert!(
+        used >= Duration::from_millis(100),
+        "the worker used only {used:?} of CPU waiting for ten answers (busy poll 20 ms)"
+    );
+    assert_ok(c.close(1000, None), "close");
+}
+
 /// CPU time the calling thread has used so far.
 fn own_cpu() -> Duration {
     // SAFETY: gettid has no preconditions.
