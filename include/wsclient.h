@@ -1470,9 +1470,12 @@ wsc_status wsc_config_set_worker(struct wsc_config *cfg, wsc_worker_mode mode);
  * How long, in microseconds, a thread of this client that expects an answer soon keeps
  * looking for it before it sleeps: 0 to 1000000, default 50 (0 turns it off). Waking a
  * sleeping thread costs tens of microseconds on a busy or virtual machine, as much as a
- * local round trip. It applies at three waits:
+ * local round trip. It applies at four waits:
  * - the worker, after it handed events to the caller, polls the socket and the send queue
- *   without blocking, so a reply the caller sends at once needs no wake-up;
+ *   without blocking, so a reply the caller sends at once needs no wake-up; and after it
+ *   wrote messages or the close frame, so their answer needs none either;
+ * - the thread that connects (the worker, or in `WSC_WORKER_SHARED` mode a connecting
+ *   thread), at each step of the TCP, TLS and HTTP handshake;
  * - `wsc_client_poll` and `wsc_client_poll_batch` look for events before they sleep (never
  *   longer than their timeout); four times as long while the connection opens (not while a
  *   reconnect delay runs) or closes, since a handshake takes a few round trips and comes
@@ -1480,11 +1483,13 @@ wsc_status wsc_config_set_worker(struct wsc_config *cfg, wsc_worker_mode mode);
  * - a worker thread whose client is done looks for the next client's connect (see
  *   `wsc_client_free`).
  *
- * Each wait costs at most this much CPU time: the worker's only after it delivered events,
- * never while a connection is idle. On a process that may use one CPU only, the waits
- * yield the core rather than spin. Set 0 where CPU time matters more than latency
+ * Each wait costs at most this much CPU time: the worker's only after it delivered events
+ * or wrote, never while a connection is idle (so a message received or sent costs up to
+ * this much CPU time when no answer follows). On a process that may use one CPU only, the
+ * waits yield the core rather than spin. Set 0 where CPU time matters more than latency
  * (battery-powered devices). In `WSC_WORKER_SHARED` mode a shared worker busy-polls after a
- * round that delivered events to any of its clients, for the longest of their settings.
+ * round that delivered events to or wrote for any of its clients, for the longest of their
+ * settings.
  * Returns `WSC_ERR_INVALID_ARGUMENT` for NULL or more than 1000000.
  */
 wsc_status wsc_config_set_busy_poll_us(struct wsc_config *cfg, uint32_t microseconds);

@@ -17,7 +17,7 @@ use mio::{Events, Interest, Poll, Token};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub const WAKER: Token = Token(0);
 pub const SOCKET: Token = Token(1);
@@ -280,6 +280,9 @@ pub struct Io<'a> {
     pub events: &'a mut Events,
     pub outbox: &'a Outbox,
     pub deadline: Instant,
+    /// How long a wait looks for the next step of the handshake before it sleeps: each
+    /// answer is expected within a round trip, and a wake-up would cost as much.
+    pub busy_poll: Duration,
     /// The last handshake answer received (of the last hop), whatever its status.
     pub response: Option<Response>,
 }
@@ -298,7 +301,8 @@ impl Io<'_> {
         if now >= self.deadline {
             return Err(Error::new(WSC_ERR_TIMEOUT, format!("timed out {what}")));
         }
-        match self.poll.poll(self.events, Some(self.deadline - now)) {
+        let timeout = Some(self.deadline - now);
+        match crate::worker::wait(self.poll, self.events, timeout, self.busy_poll) {
             Ok(()) => Ok(self.events.iter().any(|e| e.token() == SOCKET)),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
             Err(e) => Err(Error::new(WSC_ERR_INTERNAL, format!("poll failed: {e}"))),

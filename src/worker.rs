@@ -654,6 +654,7 @@ impl Worker {
                 events: &mut waiter.events,
                 outbox: &shared.outbox,
                 deadline: Instant::now() + config.connect_timeout,
+                busy_poll: config.busy_poll,
                 response: None,
             };
             let opened = transport::open(&mut io, &shared.target, config);
@@ -872,7 +873,7 @@ impl Worker {
     fn pump(&mut self, conn: &mut Conn, now: Instant) -> io::Result<()> {
         let shared = Arc::clone(&self.shared);
         let outbox = &shared.outbox;
-        let mut released = 0;
+        let (mut released, mut closing) = (0, false);
         self.rate_wait = None;
         while conn.sendable() && !conn.write_blocked && conn.ws.pending_output() < WRITE_BATCH {
             let Some(out) = self
@@ -888,6 +889,7 @@ impl Worker {
                     conn.ws.close(Some(frame));
                     conn.close_sent = Some(code);
                     conn.want_flush = true;
+                    closing = true;
                 }
                 break;
             };
@@ -923,6 +925,10 @@ impl Worker {
             conn.want_flush = true;
         }
         outbox.release(released);
+        // Messages or the close frame went out: an answer may come before a wake-up would.
+        if released > 0 || closing {
+            self.answer_likely = true;
+        }
         let mut result = Ok(());
         if conn.want_flush && !conn.write_blocked {
             result = match conn.ws.flush() {

@@ -8,15 +8,9 @@ mod common;
 use common::*;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, MutexGuard, Once};
+use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 use wsclient::ffi::workers::*;
-
-/// One test at a time: thread and descriptor counts are the process's.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// The pool size for this test binary: set before any shared client opens.
 fn two_threads() {

@@ -17,7 +17,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
@@ -1624,4 +1624,11 @@ pub fn settled_counts(baseline: (usize, usize), max: Duration) -> (usize, usize)
         now = (thread_count(), fd_count());
     }
     now
+}
+
+/// One test of this binary at a time, for tests that measure what the process or its CPUs
+/// share: thread and descriptor counts, CPU time that other tests' spinning would take.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
