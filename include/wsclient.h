@@ -830,7 +830,8 @@ size_t wsc_client_buffered_amount(const struct wsc_client *client);
 /**
  * Frees the client: if open, it sends what is queued and a 1001 close frame without waiting
  * for the answer; stops the worker and waits for it to finish (bounded: it never waits for
- * the server). After it returns no callback runs, no event is delivered, and the client's
+ * the server; busy-polling first for the `wsc_config_set_busy_poll_us` setting, since after
+ * `WSC_EVENT_CLOSE` the worker is finishing already). After it returns no callback runs, no event is delivered, and the client's
  * memory, socket and event fd are released. Its worker thread then waits, idle, up to 2 s
  * for another client's worker (at most 64 threads wait so) before it exits; a library
  * unloaded with `dlclose` must have no client left and wait that long first. NULL does
@@ -1470,7 +1471,7 @@ wsc_status wsc_config_set_worker(struct wsc_config *cfg, wsc_worker_mode mode);
  * How long, in microseconds, a thread of this client that expects an answer soon keeps
  * looking for it before it sleeps: 0 to 1000000, default 50 (0 turns it off). Waking a
  * sleeping thread costs tens of microseconds on a busy or virtual machine, as much as a
- * local round trip. It applies at four waits:
+ * local round trip. It applies at these waits:
  * - the worker, after it handed events to the caller, polls the socket and the send queue
  *   without blocking, so a reply the caller sends at once needs no wake-up; and after it
  *   wrote messages or the close frame, so their answer needs none either;
@@ -1480,8 +1481,8 @@ wsc_status wsc_config_set_worker(struct wsc_config *cfg, wsc_worker_mode mode);
  *   longer than their timeout); four times as long while the connection opens (not while a
  *   reconnect delay runs) or closes, since a handshake takes a few round trips and comes
  *   once per connection: the cost is per connection, not per message;
- * - a worker thread whose client is done looks for the next client's connect (see
- *   `wsc_client_free`).
+ * - a worker thread whose client is done looks for the next client's connect, and
+ *   `wsc_client_free` looks for the worker to have finished (see there).
  *
  * Each wait costs at most this much CPU time: the worker's only after it delivered events
  * or wrote, never while a connection is idle (so a message received or sent costs up to

@@ -364,7 +364,7 @@ impl Drop for Client {
         }
         let here = crate::outbox::shared_worker_here();
         if here == 0 {
-            self.shared.done.wait();
+            self.shared.done.wait(self.shared.config.busy_poll);
         } else {
             // On a shared worker: the client may be on this very thread (then it stops after
             // the current callback), or arrive here while we wait; never wait for ourselves.

@@ -77,7 +77,15 @@ impl Done {
         *lock(&self.flag)
     }
 
-    pub fn wait(&self) {
+    /// Waits for the flag, looking for it without sleeping for the first `busy_poll` (the
+    /// worker is usually finishing already: a wake-up would cost more than the wait).
+    pub fn wait(&self, busy_poll: Duration) {
+        if !busy_poll.is_zero() {
+            let start = Instant::now();
+            while !self.is_set() && start.elapsed() < busy_poll {
+                std::thread::yield_now();
+            }
+        }
         let mut done = lock(&self.flag);
         while !*done {
             done = self.cv.wait(done).unwrap_or_else(|e| e.into_inner());

@@ -293,14 +293,20 @@ unsafe extern "C" fn on_event(user_data: *mut c_void, ev: *const wsc_event) {
             st.signal();
         }
         WSC_EVENT_OPEN => {
-            if st.close_on_open.load(Relaxed) {
+            // The waiter of that cycle waits for the CLOSE: waking it here would cost it a
+            // wake-up (and the worker a CPU) for nothing, as in a C program that waits for
+            // the end only.
+            let close_on_open = st.close_on_open.load(Relaxed);
+            if close_on_open {
                 let c = st.client.load(SeqCst) as *mut wsc_client;
                 // SAFETY: the client is live while its callback runs; NULL reason is allowed.
                 let rc = unsafe { wsc_client_close(c, 1000, std::ptr::null()) };
                 check(rc, "wsc_client_close from the OPEN callback");
             }
             st.opens.fetch_add(1, SeqCst);
-            st.signal();
+            if !close_on_open {
+                st.signal();
+            }
         }
         WSC_EVENT_CLOSE => {
             if ev.status != WSC_OK {

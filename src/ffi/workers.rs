@@ -59,7 +59,7 @@ pub unsafe extern "C" fn wsc_config_set_worker(
 /// How long, in microseconds, a thread of this client that expects an answer soon keeps
 /// looking for it before it sleeps: 0 to 1000000, default 50 (0 turns it off). Waking a
 /// sleeping thread costs tens of microseconds on a busy or virtual machine, as much as a
-/// local round trip. It applies at four waits:
+/// local round trip. It applies at these waits:
 /// - the worker, after it handed events to the caller, polls the socket and the send queue
 ///   without blocking, so a reply the caller sends at once needs no wake-up; and after it
 ///   wrote messages or the close frame, so their answer needs none either;
@@ -69,8 +69,8 @@ pub unsafe extern "C" fn wsc_config_set_worker(
 ///   longer than their timeout); four times as long while the connection opens (not while a
 ///   reconnect delay runs) or closes, since a handshake takes a few round trips and comes
 ///   once per connection: the cost is per connection, not per message;
-/// - a worker thread whose client is done looks for the next client's connect (see
-///   `wsc_client_free`).
+/// - a worker thread whose client is done looks for the next client's connect, and
+///   `wsc_client_free` looks for the worker to have finished (see there).
 ///
 /// Each wait costs at most this much CPU time: the worker's only after it delivered events
 /// or wrote, never while a connection is idle (so a message received or sent costs up to
