@@ -49,6 +49,9 @@ pub struct Control {
 const SMALL: usize = 4 << 10;
 /// The shared buffer's first allocation, made at the first small send (an idle client has none).
 const ARENA_START: usize = 8 << 10;
+/// The size of the next buffer while the queue holds a full one: a buffer is never grown
+/// (growing copies it, and faults in fresh pages each time), a new one is started instead.
+const ARENA_CHUNK: usize = 64 << 10;
 
 /// What `push` queues: the kind of a message whose payload is the caller's bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -93,9 +96,11 @@ struct Queue {
     paused: bool,
     next_id: u64,
     items: Vec<Item>,
-    /// The small payloads of `items`, back to back; the worker splits them off as one
-    /// buffer, and its slices go out as the messages' payloads.
+    /// The small payloads of `items`, back to back, in `full` and then `arena`; the worker
+    /// splits them off, and their slices go out as the messages' payloads. A payload never
+    /// straddles two buffers.
     arena: BytesMut,
+    full: Vec<Bytes>,
 }
 
 /// The worker's end of the queue: messages taken from it, in order.
@@ -123,18 +128,24 @@ impl Taken {
     /// Moves everything queued to this side: one lock, and one buffer for all the small
     /// payloads, which go out as slices of it.
     fn refill(&mut self, outbox: &Outbox) {
-        let small = {
+        let (full, last) = {
             let mut q = lock(&outbox.queue);
             if q.items.is_empty() {
                 return;
             }
             std::mem::swap(&mut q.items, &mut self.spare);
-            q.arena.split().freeze()
+            (std::mem::take(&mut q.full), q.arena.split().freeze())
         };
+        let mut buffers = full.into_iter().chain(std::iter::once(last));
+        let mut small = buffers.next().unwrap_or_default();
         let mut at = 0;
         self.ready.extend(self.spare.drain(..).map(|item| {
             let payload = match item.payload {
                 Payload::Small(len) => {
+                    if at + len > small.len() {
+                        small = buffers.next().unwrap_or_default();
+                        at = 0;
+                    }
                     at += len;
                     small.slice(at - len..at)
                 }
@@ -240,6 +251,7 @@ impl Outbox {
                 next_id: 1,
                 items: Vec::new(),
                 arena: BytesMut::new(),
+                full: Vec::new(),
             })),
             queued_bytes: AtomicUsize::new(0),
             held_bytes: AtomicUsize::new(0),
@@ -362,7 +374,13 @@ impl Outbox {
             Some(b) => Payload::Own(b.clone()),
             None => {
                 if q.arena.capacity() - q.arena.len() < len {
-                    q.arena.reserve(len.max(ARENA_START));
+                    let backlog = !q.arena.is_empty() || !q.full.is_empty();
+                    let filled = q.arena.split().freeze();
+                    if !filled.is_empty() {
+                        q.full.push(filled);
+                    }
+                    let size = if backlog { ARENA_CHUNK } else { ARENA_START };
+                    q.arena = BytesMut::with_capacity(size.max(len));
                 }
                 q.arena.extend_from_slice(data);
                 Payload::Small(len)

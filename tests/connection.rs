@@ -113,6 +113,38 @@ fn ten_thousand_in_order(callback: bool) {
     close_cleanly(&c);
 }
 
+/// Small payloads (copied into the send queue's shared buffers, up to 4 KiB) of mixed sizes,
+/// many buffers' worth sent at once: none is cut at a buffer's end or mixed with the next.
+#[test]
+fn small_payloads_of_mixed_sizes_arrive_intact_across_the_queue_buffers() {
+    let server = WsServer::echo();
+    let (c, _) = TestClient::open(&server.url(), None, false);
+    const N: u32 = 3000;
+    let len = |i: u32| 4 + (i as usize * 1237) % 4093;
+    let mut received = 0;
+    let mut check = |ev: OwnedEvent| {
+        assert_eq!(ev.ty, WSC_EVENT_BINARY);
+        assert!(
+            ev.data == numbered(received, len(received)),
+            "message {received} differs"
+        );
+        received += 1;
+        received
+    };
+    let mut done = 0;
+    for i in 0..N {
+        let m = numbered(i, len(i));
+        // On a full queue, take echoes meanwhile (the queue's limit is the default).
+        while c.send_binary(&m) == WSC_ERR_QUEUE_FULL {
+            done = check(c.must_next(WAIT));
+        }
+    }
+    while done < N {
+        done = check(c.must_next(WAIT));
+    }
+    close_cleanly(&c);
+}
+
 #[test]
 fn ten_thousand_small_messages_keep_their_order_poll_mode() {
     ten_thousand_in_order(false);
