@@ -127,20 +127,13 @@ fn park(me: &Arc<Idle>, busy_poll: Duration) -> Option<Job> {
 /// Looks for the next job for up to `busy_poll`, yielding the core in between: a caller that
 /// frees a client and connects the next finds this thread awake.
 fn busy_poll_for_job(me: &Idle, busy_poll: Duration) -> Option<Job> {
-    if busy_poll.is_zero() {
-        return None;
-    }
-    let start = Instant::now();
-    loop {
+    let mut job = None;
+    crate::worker::busy_poll_until(busy_poll, || {
         // Without blocking: a client handing over a job holds the lock only briefly.
-        if let Some(next) = me.job.try_lock().ok().and_then(|mut j| j.take()) {
-            return Some(next);
-        }
-        if start.elapsed() >= busy_poll {
-            return None;
-        }
-        std::thread::yield_now();
-    }
+        job = me.job.try_lock().ok().and_then(|mut j| j.take());
+        job.is_some()
+    });
+    job
 }
 
 fn sleep_for_job(me: &Arc<Idle>) -> Option<Job> {

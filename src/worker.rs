@@ -80,12 +80,7 @@ impl Done {
     /// Waits for the flag, looking for it without sleeping for the first `busy_poll` (the
     /// worker is usually finishing already: a wake-up would cost more than the wait).
     pub fn wait(&self, busy_poll: Duration) {
-        if !busy_poll.is_zero() {
-            let start = Instant::now();
-            while !self.is_set() && start.elapsed() < busy_poll {
-                std::thread::yield_now();
-            }
-        }
+        busy_poll_until(busy_poll, || self.is_set());
         let mut done = lock(&self.flag);
         while !*done {
             done = self.cv.wait(done).unwrap_or_else(|e| e.into_inner());
@@ -125,6 +120,24 @@ impl Waiter {
     /// What wakes this poller (for the outbox of the client it serves).
     pub fn waker(&self) -> Arc<mio::Waker> {
         Arc::clone(&self.waker)
+    }
+}
+
+/// Looks for `cond` for up to `limit` without sleeping, yielding the core in between; true
+/// once it holds (never looked at for a zero `limit`).
+pub(crate) fn busy_poll_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    if limit.is_zero() {
+        return false;
+    }
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        std::thread::yield_now();
     }
 }
 
