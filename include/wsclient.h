@@ -832,10 +832,10 @@ size_t wsc_client_buffered_amount(const struct wsc_client *client);
  * for the answer; stops the worker and waits for it to finish (bounded: it never waits for
  * the server; busy-polling first for the `wsc_config_set_busy_poll_us` setting, since after
  * `WSC_EVENT_CLOSE` the worker is finishing already). After it returns no callback runs, no
- * event is delivered, and the client's memory, socket and event fd are released. Its worker thread then waits, idle, up to 2 s
- * for another client's worker (at most 64 threads wait so) before it exits; a library
- * unloaded with `dlclose` must have no client left and wait that long first. NULL does
- * nothing.
+ * event is delivered, and the client's memory, socket and event fd are released. Its worker
+ * thread then waits, idle, up to 2 s for another client's worker (at most 64 threads wait
+ * so) before it exits; a library unloaded with `dlclose` must have no client left and wait
+ * that long first. NULL does nothing.
  *
  * Call it exactly once, when no other call on this client is running or will start. To be
  * sure every message was delivered, call `wsc_client_close` and wait for `WSC_EVENT_CLOSE`
