@@ -121,26 +121,22 @@ fn small_payloads_of_mixed_sizes_arrive_intact_across_the_queue_buffers() {
     let (c, _) = TestClient::open(&server.url(), None, false);
     const N: u32 = 3000;
     let len = |i: u32| 4 + (i as usize * 1237) % 4093;
-    let mut received = 0;
-    let mut check = |ev: OwnedEvent| {
+    // Checks echo `n`; the number of echoes checked then.
+    let check = |n: u32, ev: OwnedEvent| {
         assert_eq!(ev.ty, WSC_EVENT_BINARY);
-        assert!(
-            ev.data == numbered(received, len(received)),
-            "message {received} differs"
-        );
-        received += 1;
-        received
+        assert!(ev.data == numbered(n, len(n)), "message {n} differs");
+        n + 1
     };
-    let mut done = 0;
+    let mut received = 0;
     for i in 0..N {
         let m = numbered(i, len(i));
         // On a full queue, take echoes meanwhile (the queue's limit is the default).
         while c.send_binary(&m) == WSC_ERR_QUEUE_FULL {
-            done = check(c.must_next(WAIT));
+            received = check(received, c.must_next(WAIT));
         }
     }
-    while done < N {
-        done = check(c.must_next(WAIT));
+    while received < N {
+        received = check(received, c.must_next(WAIT));
     }
     close_cleanly(&c);
 }
