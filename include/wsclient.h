@@ -993,10 +993,12 @@ wsc_status wsc_config_set_recv_queue_limit(struct wsc_config *cfg, size_t bytes)
  * Bytes the client asks of the socket per read, which is also what an idle connection's
  * read buffer holds once data has arrived (twice over TLS: one buffer under the TLS layer,
  * one above it) (default 16384; 256 to 16777216, anything else is refused with
- * `WSC_ERR_INVALID_ARGUMENT`). A frame whose payload is larger is read straight
+ * `WSC_ERR_INVALID_ARGUMENT`). While reads come back full (a burst of small messages), the
+ * size asked for doubles up to 8 times this, and it returns to this size, giving the larger
+ * buffer up, once the socket is drained. A frame whose payload is larger is read straight
  * into a buffer of its own size, in as few reads as the socket allows, whatever this size;
- * so a larger value mainly saves reads when many small messages arrive together, and costs
- * that much memory per connection. Message and frame limits are unaffected.
+ * so a larger value mainly saves reads when small messages trickle in, and costs that much
+ * memory per connection. Message and frame limits are unaffected.
  */
 wsc_status wsc_config_set_read_buffer_size(struct wsc_config *cfg, size_t bytes);
 

@@ -12,6 +12,11 @@
 //! reads ask for the rest of it, but at most as much again as has arrived so far (at least
 //! 64 KiB): a 1 MiB payload takes a handful of reads, yet a server that announces a large
 //! frame and sends little of it makes the client touch little more memory than it sent.
+//!
+//! While reads come back full (more data is waiting: a flood of small messages), the size
+//! asked for doubles, up to `BURST_READS` times `read_size`, so a flood costs few system
+//! calls; once the stream is drained it goes back to `read_size`, and a grown buffer is given
+//! up, so a connection keeps only `read_size` between bursts.
 
 use bytes::{Buf, BytesMut};
 use std::io::{self, Cursor, Read};
@@ -21,6 +26,9 @@ use tungstenite::protocol::frame::{Frame, FrameHeader};
 /// The least a read may ask for towards a large payload (see the module comment).
 const MIN_PAYLOAD_READ: usize = 64 * 1024;
 
+/// How far reads grow while they come back full: 8 x 16 KiB is tungstenite's 128 KiB.
+const BURST_READS: usize = 8;
+
 pub struct FrameReader<S> {
     stream: S,
     /// `buf[..filled]` holds bytes read and not yet consumed; the rest of `buf` is room that is
@@ -29,8 +37,11 @@ pub struct FrameReader<S> {
     filled: usize,
     /// The header of the frame being read, and its payload length.
     header: Option<(FrameHeader, usize)>,
-    /// Bytes asked for per read when no larger payload is pending.
+    /// Bytes asked for per read when no larger payload is pending and the stream was drained.
     read_size: usize,
+    /// Bytes asked for per read when no larger payload is pending: `read_size` after a
+    /// drained stream, doubled by every read that came back full.
+    burst: usize,
 }
 
 impl<S> FrameReader<S> {
@@ -42,6 +53,7 @@ impl<S> FrameReader<S> {
             buf: BytesMut::from(&tail[..]),
             header: None,
             read_size,
+            burst: read_size,
         }
     }
 
@@ -78,11 +90,13 @@ impl<S: Read> FrameReader<S> {
             }
             let want = match self.header {
                 Some((_, len)) if len <= self.filled => return Ok(Some(self.take())),
+                // A small frame cut by the last read: read on as if none were pending.
+                Some((_, len)) if len <= self.read_size => self.burst,
                 // Straight into the memory the payload is delivered in.
                 Some((_, len)) => (len - self.filled)
                     .min(self.filled.max(MIN_PAYLOAD_READ))
                     .max(self.read_size),
-                None => self.read_size,
+                None => self.burst,
             };
             if self.fill(want)? == 0 {
                 return Ok(None);
@@ -98,7 +112,10 @@ impl<S: Read> FrameReader<S> {
         if len > self.read_size {
             // The large allocation goes with the payload; what follows it (at most one read
             // of `read_size`) moves to a buffer of the configured size, so a connection that
-            // received one large message does not keep its memory while idle.
+            // received one large message does not keep its memory while idle. Large frames
+            // are no burst of small ones: the next read asks for `read_size` again, so it
+            // brings little of a next large payload into the small buffer.
+            self.burst = self.read_size;
             let mut buf = BytesMut::with_capacity(self.read_size.max(self.filled));
             buf.extend_from_slice(&self.buf[..self.filled]);
             self.buf = buf;
@@ -112,9 +129,34 @@ impl<S: Read> FrameReader<S> {
         if self.buf.len() < end {
             self.buf.resize(end, 0);
         }
-        let n = self.stream.read(&mut self.buf[self.filled..end])?;
+        let n = match self.stream.read(&mut self.buf[self.filled..end]) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.drained();
+                return Err(e);
+            }
+            r => r?,
+        };
         self.filled += n;
+        if n == want && want == self.burst && self.burst < self.read_size * BURST_READS {
+            self.burst *= 2;
+        }
         Ok(n)
+    }
+
+    /// The stream has nothing more for now: back to reads of `read_size`, and a buffer grown
+    /// by a burst is given up (unless it holds the room of a large payload still arriving).
+    fn drained(&mut self) {
+        if self.burst == self.read_size {
+            return;
+        }
+        self.burst = self.read_size;
+        // `capacity` counts only the room after the consumed frames, so it cannot tell.
+        let payload_room = matches!(self.header, Some((_, len)) if len > self.read_size);
+        if !payload_room {
+            let mut buf = BytesMut::with_capacity(self.read_size.max(self.filled));
+            buf.extend_from_slice(&self.buf[..self.filled]);
+            self.buf = buf;
+        }
     }
 }
 
@@ -220,6 +262,75 @@ mod tests {
         // a WouldBlock.
         assert_eq!(r.stream.reads, 14);
         assert!(r.buf.capacity() <= 4096, "kept {}", r.buf.capacity());
+    }
+
+    /// A stream that hands out `bursts` one after another, each as fast as asked, with a
+    /// WouldBlock between them; records what every read asked for.
+    struct Bursts {
+        bursts: Vec<Vec<u8>>,
+        asked: Vec<usize>,
+    }
+
+    impl Read for Bursts {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.asked.push(buf.len());
+            let Some(burst) = self.bursts.first_mut() else {
+                return Ok(0);
+            };
+            if burst.is_empty() {
+                self.bursts.remove(0);
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(burst.len());
+            buf[..n].copy_from_slice(&burst[..n]);
+            burst.drain(..n);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn reads_grow_through_a_burst_and_shrink_after_it() {
+        let payloads: Vec<Vec<u8>> = (0..3000u32).map(|i| vec![i as u8; 62]).collect();
+        let wire: Vec<u8> = payloads
+            .iter()
+            .flat_map(|p| frame(p.clone(), true))
+            .collect();
+        let (a, b) = wire.split_at(wire.len() / 2);
+        let stream = Bursts {
+            bursts: vec![a.to_vec(), b.to_vec()],
+            asked: Vec::new(),
+        };
+        let mut r = FrameReader::new(stream, Vec::new(), 1024);
+        let mut got = Vec::new();
+        let mut after_first_burst = None;
+        loop {
+            match r.read(1 << 20) {
+                Ok(Some(f)) => got.push(f.into_payload().to_vec()),
+                Ok(None) => break,
+                Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    after_first_burst.get_or_insert(r.buf.capacity());
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got, payloads);
+        // 96,000 bytes a burst: 1, 2, 4 KiB, then 8 KiB reads (8 x 1024 at most).
+        let asked = &r.stream.asked;
+        assert_eq!(asked[..5], [1024, 2048, 4096, 8192, 8192]);
+        assert!(asked.iter().all(|&n| n <= 8192), "{asked:?}");
+        assert!(
+            asked.len() < 2 * (10 + 96_000 / 8192),
+            "{} reads",
+            asked.len()
+        );
+        // Drained: the grown buffer is given up, and the next burst starts small again.
+        assert!(
+            after_first_burst.unwrap() <= 1024,
+            "kept {after_first_burst:?}"
+        );
+        let second = asked.iter().position(|&n| n == 8192).unwrap();
+        let restart = second + asked[second..].iter().position(|&n| n == 1024).unwrap();
+        assert_eq!(asked[restart..restart + 4], [1024, 2048, 4096, 8192]);
     }
 
     #[test]
