@@ -108,7 +108,7 @@ impl<S: Read> FrameReader<S> {
         }
     }
 
-    /// The common case, decoded without tungstenite's general parser (a fifth of the
+    /// The common case, decoded without tungstenite's general parser (a tenth of the
     /// worker's instructions per small message): a whole unmasked frame of under 126 bytes,
     /// whose header is two bytes, at the front of the buffer. Consumes its header.
     fn small_frame(&mut self, max_size: usize) -> Option<(FrameHeader, usize)> {
