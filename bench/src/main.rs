@@ -465,13 +465,13 @@ impl Bench {
     // ----- receive throughput --------------------------------------------------------------
 
     /// Seconds from starting to connect until the `count`-th message of `size` bytes arrived.
-    fn recv(&self, v: V, size: usize, count: usize) -> Vec<f64> {
+    fn recv(&self, v: V, tls: bool, size: usize, count: usize) -> Vec<f64> {
         let path = format!("/flood?size={size}&count={count}");
         let t0 = Instant::now();
         let secs;
         match v {
             V::Raw => {
-                let mut ws = self.raw_connect(false, &path);
+                let mut ws = self.raw_connect(tls, &path);
                 let (mut got, mut bytes) = (0, 0);
                 while got < count {
                     if let Message::Binary(b) = ws.read().unwrap() {
@@ -484,7 +484,7 @@ impl Bench {
                 raw::drain(&mut ws);
             }
             V::Poll | V::Shared => {
-                let c = self.lib_start(v, false, &path, None);
+                let c = self.lib_start(v, tls, &path, None);
                 let mut ev = blank_event();
                 let (mut got, mut bytes) = (0, 0);
                 while got < count {
@@ -503,7 +503,7 @@ impl Bench {
                 c.wait_closed();
             }
             V::PollBatch => {
-                let c = self.lib_start(v, false, &path, None);
+                let c = self.lib_start(v, tls, &path, None);
                 let mut evs: Vec<wsc_event> = (0..POLL_BATCH).map(|_| blank_event()).collect();
                 let (mut got, mut bytes, mut closed) = (0, 0, false);
                 while got < count {
@@ -529,7 +529,7 @@ impl Bench {
             V::Cb => {
                 let st = CbState::new();
                 st.want_bins.store(count as u64, SeqCst);
-                let c = self.lib_start(v, false, &path, Some(st.clone()));
+                let c = self.lib_start(v, tls, &path, Some(st.clone()));
                 st.wait("flood", |s| {
                     s.bins.load(SeqCst) >= count as u64 || s.closes.load(SeqCst) > 0
                 });
@@ -542,24 +542,34 @@ impl Bench {
         vec![secs]
     }
 
-    fn bench_recv(&mut self, size: usize, count: usize) {
+    fn bench_recv(&mut self, tls: bool, size: usize, count: usize) {
+        let scheme = if tls { "wss" } else { "ws" };
+        // lib-shared runs in the ws rows only (as in the round trip).
+        let variants: &[V] = if tls {
+            &[V::Raw, V::Poll, V::Cb, V::PollBatch]
+        } else {
+            &[V::Raw, V::Poll, V::Cb, V::Shared, V::PollBatch]
+        };
         let r = self.interleave(
-            &format!("recv {size} B"),
-            &[V::Raw, V::Poll, V::Cb, V::Shared, V::PollBatch],
+            &format!("recv {size} B {scheme}"),
+            variants,
             true,
             self.opts.repeats,
-            |b, v, warm| b.recv(v, size, if warm { (count / 10).max(1) } else { count }),
+            |b, v, warm| b.recv(v, tls, size, if warm { (count / 10).max(1) } else { count }),
         );
+        let wss = if tls { ", wss" } else { "" };
         let rate = |s: &Vec<f64>, per: f64| s.iter().map(|t| per / t).collect::<Vec<_>>();
         let (metric, unit, per) = if size == BIG {
             (
-                "receive 1 MiB binary".to_string(),
+                format!("receive 1 MiB binary{wss}"),
                 "MB/s",
                 (size * count) as f64 / 1e6,
             )
         } else {
-            (format!("receive {size} B binary"), "msg/s", count as f64)
+            (format!("receive {size} B binary{wss}"), "msg/s", count as f64)
         };
+        let shared = if tls { Vec::new() } else { col(&r, 3, 0) };
+        let batch = variants.len() - 1;
         self.row(
             "recv",
             metric.clone(),
@@ -569,7 +579,7 @@ impl Bench {
             rate(&r[0][0], per),
             rate(&r[1][0], per),
             rate(&r[2][0], per),
-            rate(&col(&r, 3, 0), per),
+            rate(&shared, per),
         );
         if self.variant_wanted(V::PollBatch) {
             self.row(
@@ -579,7 +589,7 @@ impl Bench {
                 false,
                 "raw",
                 rate(&r[0][0], per),
-                rate(&col(&r, 4, 0), per),
+                rate(&col(&r, batch, 0), per),
                 Vec::new(),
                 Vec::new(),
             );
@@ -1284,7 +1294,7 @@ fn parse_opts() -> Opts {
             "-h" | "--help" => {
                 println!(
                     "usage: wsbench [--json PATH] [--repeats N] [--scale F] [--no-wss] \
-                     [--idle-large|--no-idle-large] [--only rtt,rtt-wss,recv,recv-small,recv-big,send,send-small,send-big,cycle,cycle-wss,idle,peak] \
+                     [--idle-large|--no-idle-large] [--only rtt,rtt-wss,recv,recv-small,recv-big,recv-wss,send,send-small,send-big,cycle,cycle-wss,idle,peak] \
                      [--variants raw,raw-alt,lib-poll,lib-poll-batch,lib-cb,lib-shared,lib-shared-cb,lib-cb-reply] [--cb-spin] \
                      [--shared-threads N] [--busy-poll US] [--server-cpu N]"
                 );
@@ -1367,10 +1377,13 @@ fn main() {
     }
     // `recv-small` / `recv-big`: one size only (for profiling).
     if b.wanted("recv") || b.wanted("recv-small") {
-        b.bench_recv(SMALL, b.counts.recv_small);
+        b.bench_recv(false, SMALL, b.counts.recv_small);
     }
     if b.wanted("recv") || b.wanted("recv-big") {
-        b.bench_recv(BIG, b.counts.recv_big);
+        b.bench_recv(false, BIG, b.counts.recv_big);
+    }
+    if b.opts.wss && (b.wanted("recv") || b.wanted("recv-wss")) {
+        b.bench_recv(true, SMALL, b.counts.recv_small);
     }
     // `send-small` / `send-big`: one size only (for profiling).
     if b.wanted("send") || b.wanted("send-small") {
