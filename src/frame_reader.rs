@@ -108,9 +108,9 @@ impl<S: Read> FrameReader<S> {
         }
     }
 
-    /// The common case, decoded without tungstenite's general parser (a tenth of the
-    /// worker's instructions per small message): a whole unmasked frame of under 126 bytes,
-    /// whose header is two bytes, at the front of the buffer. Consumes its header.
+    /// The common case, decoded without tungstenite's general parser (which took a fifth of
+    /// the worker's instructions per small message): a whole unmasked frame of under 126
+    /// bytes, whose header is two bytes, at the front of the buffer. Consumes its header.
     fn small_frame(&mut self, max_size: usize) -> Option<(FrameHeader, usize)> {
         let &[first, second] = self.buf[..self.filled.min(2)].as_ref() else {
             return None;
