@@ -302,8 +302,9 @@ pub unsafe extern "C" fn wsc_config_set_recv_queue_limit(
 /// size asked for doubles up to 8 times this, and it returns to this size, giving the larger
 /// buffer up, once the socket is drained. A frame whose payload is larger is read straight
 /// into a buffer of its own size, in as few reads as the socket allows, whatever this size;
-/// so a larger value mainly saves reads when small messages trickle in, and costs that much
-/// memory per connection. Message and frame limits are unaffected.
+/// so a larger value mainly saves reads in a burst's first reads (and raises the burst's
+/// limit), and costs that much memory per connection. Message and frame limits are
+/// unaffected.
 #[no_mangle]
 pub unsafe extern "C" fn wsc_config_set_read_buffer_size(
     cfg: *mut wsc_config,
