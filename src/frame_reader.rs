@@ -149,9 +149,7 @@ impl<S: Read> FrameReader<S> {
             // are no burst of small ones: the next read asks for `read_size` again, so it
             // brings little of a next large payload into the small buffer.
             self.burst = self.read_size;
-            let mut buf = BytesMut::with_capacity(self.read_size.max(self.filled));
-            buf.extend_from_slice(&self.buf[..self.filled]);
-            self.buf = buf;
+            self.shrink();
         }
         Frame::from_payload(header, payload)
     }
@@ -186,10 +184,16 @@ impl<S: Read> FrameReader<S> {
         // `capacity` counts only the room after the consumed frames, so it cannot tell.
         let payload_room = matches!(self.header, Some((_, len)) if len > self.read_size);
         if !payload_room {
-            let mut buf = BytesMut::with_capacity(self.read_size.max(self.filled));
-            buf.extend_from_slice(&self.buf[..self.filled]);
-            self.buf = buf;
+            self.shrink();
         }
+    }
+
+    /// Moves the unconsumed bytes to a new buffer of `read_size`; the larger allocation goes
+    /// with the payloads split off it, or is freed.
+    fn shrink(&mut self) {
+        let mut buf = BytesMut::with_capacity(self.read_size.max(self.filled));
+        buf.extend_from_slice(&self.buf[..self.filled]);
+        self.buf = buf;
     }
 }
 
