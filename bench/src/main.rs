@@ -566,12 +566,17 @@ impl Bench {
                 (size * count) as f64 / 1e6,
             )
         } else {
-            (format!("receive {size} B binary{wss}"), "msg/s", count as f64)
+            (
+                format!("receive {size} B binary{wss}"),
+                "msg/s",
+                count as f64,
+            )
         };
         let shared = if tls { Vec::new() } else { col(&r, 3, 0) };
         let batch = variants.len() - 1;
+        let group = if tls { "recv-wss" } else { "recv" };
         self.row(
-            "recv",
+            group,
             metric.clone(),
             unit,
             false,
@@ -583,7 +588,7 @@ impl Bench {
         );
         if self.variant_wanted(V::PollBatch) {
             self.row(
-                "recv",
+                group,
                 format!("{metric}, poll mode: wsc_client_poll_batch, {POLL_BATCH} per call"),
                 unit,
                 false,
