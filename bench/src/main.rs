@@ -387,7 +387,24 @@ impl Bench {
                 c.close();
                 c.wait_closed();
             }
-            V::RawAlt | V::PollBatch => unreachable!(),
+            V::RawAlt => {
+                let mut ws = self.raw_connect(tls, "/echo");
+                raw::set_nonblocking(&mut ws);
+                for i in 0..warm + n {
+                    let t = Instant::now();
+                    let text = String::from_utf8(msg.to_vec()).unwrap();
+                    raw::send_spinning(&mut ws, Message::text(text));
+                    let back = raw::read_text_spinning(&mut ws);
+                    let dt = t.elapsed();
+                    assert_eq!(back.len(), RTT_SIZE);
+                    if i >= warm {
+                        us.push(dt.as_secs_f64() * 1e6);
+                    }
+                }
+                raw::set_blocking(&mut ws);
+                raw::close(ws);
+            }
+            V::PollBatch => unreachable!(),
         }
         us.sort_by(|a, b| a.partial_cmp(b).unwrap());
         if std::env::var_os("WSBENCH_DEBUG").is_some() {
@@ -404,11 +421,20 @@ impl Bench {
         let n = self.counts.rtt;
         let scheme = if tls { "wss" } else { "ws" };
         let variants: &[V] = if tls {
-            &[V::Raw, V::Poll, V::Cb, V::CbReply]
+            &[V::Raw, V::Poll, V::Cb, V::CbReply, V::RawAlt]
         } else {
-            &[V::Raw, V::Poll, V::Cb, V::Shared, V::SharedCb, V::CbReply]
+            &[
+                V::Raw,
+                V::Poll,
+                V::Cb,
+                V::Shared,
+                V::SharedCb,
+                V::CbReply,
+                V::RawAlt,
+            ]
         };
-        let reply = variants.len() - 1;
+        let reply = variants.len() - 2;
+        let spin = variants.len() - 1;
         let r = self.interleave(
             &format!("rtt {scheme}"),
             variants,
@@ -456,6 +482,21 @@ impl Bench {
                 "raw",
                 r[0][0].clone(),
                 Vec::new(),
+                col(&r, reply, 0),
+                Vec::new(),
+            );
+        }
+        if self.variant_wanted(V::RawAlt) {
+            self.row(
+                group,
+                format!(
+                    "round trip 32 B text, {scheme}, p50, raw spinning non-blocking (cb: from the callback)"
+                ),
+                "µs",
+                true,
+                "raw-spin",
+                col(&r, spin, 0),
+                r[1][0].clone(),
                 col(&r, reply, 0),
                 Vec::new(),
             );

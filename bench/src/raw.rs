@@ -50,3 +50,57 @@ pub fn read_text(ws: &mut Ws) -> String {
         }
     }
 }
+
+/// Makes the socket non-blocking: `read_text_spinning` then polls it as an event-loop
+/// client would, without the kernel's blocking `recv` wake-up.
+pub fn set_nonblocking(ws: &mut Ws) {
+    tcp(ws).set_nonblocking(true).expect("raw: set_nonblocking");
+}
+
+pub fn set_blocking(ws: &mut Ws) {
+    tcp(ws)
+        .set_nonblocking(false)
+        .expect("raw: set_nonblocking");
+}
+
+fn tcp(ws: &mut Ws) -> &TcpStream {
+    match ws.get_mut() {
+        MaybeTlsStream::Plain(s) => s,
+        MaybeTlsStream::NativeTls(s) => s.get_ref(),
+        _ => unreachable!("raw: only plain and native-tls streams"),
+    }
+}
+
+fn would_block(e: &tungstenite::Error) -> bool {
+    matches!(e, tungstenite::Error::Io(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+/// `send` on a non-blocking socket: flushes until the message is out, yielding in between.
+pub fn send_spinning(ws: &mut Ws, msg: Message) {
+    match ws.send(msg) {
+        Ok(()) => return,
+        Err(e) if would_block(&e) => {}
+        Err(e) => panic!("raw: send: {e}"),
+    }
+    loop {
+        match ws.flush() {
+            Ok(()) => return,
+            Err(e) if would_block(&e) => std::thread::yield_now(),
+            Err(e) => panic!("raw: flush: {e}"),
+        }
+    }
+}
+
+/// `read_text` on a non-blocking socket: retries on WouldBlock, yielding the core in between
+/// (as libwsclient's worker does while it busy-polls).
+pub fn read_text_spinning(ws: &mut Ws) -> String {
+    loop {
+        match ws.read() {
+            Ok(Message::Text(t)) => return t.as_str().to_owned(),
+            Ok(Message::Close(_)) => panic!("raw: closed while waiting for text"),
+            Ok(_) => {}
+            Err(e) if would_block(&e) => std::thread::yield_now(),
+            Err(e) => panic!("raw: read: {e}"),
+        }
+    }
+}
