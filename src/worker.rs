@@ -1091,6 +1091,8 @@ impl Worker {
                 let linger = now + LINGER.min(self.shared.config.close_timeout);
                 conn.close_deadline = Some(conn.close_deadline.map_or(linger, |d| d.min(linger)));
                 conn.close_received = Some((code, reason));
+                // The server's TCP close usually follows within microseconds: busy-poll for it.
+                self.answer_likely = true;
                 return;
             }
             Message::Frame(_) => return,
