@@ -13,11 +13,16 @@
 //! 64 KiB): a 1 MiB payload takes a handful of reads, yet a server that announces a large
 //! frame and sends little of it makes the client touch little more memory than it sent.
 //!
+//! A payload larger than the largest burst read is read into a buffer of its own, which comes
+//! back for the next one once the caller is done with it (see `recycle`); the bytes of it that
+//! came with the header's read are copied there.
+//!
 //! While reads come back full (more data is waiting: a flood of small messages), the size
 //! asked for doubles, up to `BURST_READS` times `read_size`, so a flood costs few system
 //! calls; once the stream is drained it goes back to `read_size`, and a grown buffer is given
 //! up, so a connection keeps only `read_size` between bursts.
 
+use crate::recycle;
 use bytes::{Buf, BytesMut};
 use std::io::{self, Cursor, Read};
 use tungstenite::error::{CapacityError, Error};
@@ -43,6 +48,14 @@ pub struct FrameReader<S> {
     /// Bytes asked for per read when no larger payload is pending: `read_size` after a
     /// drained stream, doubled by every read that came back full.
     burst: usize,
+    /// The payload of the pending header when it is larger than a burst read may be.
+    large: Option<Large>,
+}
+
+/// A large payload arriving: `buf[..got]` holds its bytes so far.
+struct Large {
+    buf: Vec<u8>,
+    got: usize,
 }
 
 impl<S> FrameReader<S> {
@@ -55,6 +68,7 @@ impl<S> FrameReader<S> {
             header: None,
             read_size,
             burst: read_size,
+            large: None,
         }
     }
 
@@ -86,11 +100,25 @@ impl<S: Read> FrameReader<S> {
                     let len = len as usize;
                     // Room for the payload and one read past it, so no read moves it.
                     let room = len.saturating_add(self.read_size);
-                    if len > self.read_size && room > self.buf.len() {
+                    if len > self.read_size * BURST_READS {
+                        self.start_large(len);
+                    } else if len > self.read_size && room > self.buf.len() {
                         self.buf.reserve(room - self.buf.len());
                     }
                     self.header = Some((header, len));
                 }
+            }
+            if let (Some((_, len)), Some(large)) = (&self.header, &self.large) {
+                let len = *len;
+                if large.got == len {
+                    return Ok(Some(self.take_large()));
+                }
+                // As for a payload in `buf` below, without reading past its end.
+                let want = (len - large.got).min(large.got.max(MIN_PAYLOAD_READ));
+                if self.fill_large(want)? == 0 {
+                    return Ok(None);
+                }
+                continue;
             }
             let want = match self.header {
                 Some((_, len)) if len <= self.filled => return Ok(Some(self.take())),
@@ -154,6 +182,45 @@ impl<S: Read> FrameReader<S> {
         Frame::from_payload(header, payload)
     }
 
+    /// Moves the payload bytes that came with its header into a buffer of its own.
+    fn start_large(&mut self, len: usize) {
+        let mut buf = recycle::take(len);
+        let have = self.filled.min(len);
+        let reused = buf.len().min(have);
+        buf[..reused].copy_from_slice(&self.buf[..reused]);
+        buf.extend_from_slice(&self.buf[reused..have]);
+        self.buf.advance(have);
+        self.filled -= have;
+        self.large = Some(Large { buf, got: have });
+    }
+
+    /// Hands out the large payload without a copy; its buffer comes back to `recycle`.
+    fn take_large(&mut self) -> Frame {
+        let (header, len) = self.header.take().expect("a header is pending");
+        let large = self.large.take().expect("a large payload is pending");
+        self.burst = self.read_size;
+        Frame::from_payload(header, recycle::freeze(large.buf, len))
+    }
+
+    /// One read of up to `want` bytes of the large payload, zero-filling only room that no
+    /// earlier read (of this payload or of the buffer's last one) initialised.
+    fn fill_large(&mut self, want: usize) -> io::Result<usize> {
+        let large = self.large.as_mut().expect("a large payload is pending");
+        let end = large.got + want;
+        if large.buf.len() < end {
+            large.buf.resize(end, 0);
+        }
+        let n = match self.stream.read(&mut large.buf[large.got..end]) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.drained();
+                return Err(e);
+            }
+            r => r?,
+        };
+        large.got += n;
+        Ok(n)
+    }
+
     /// One read of up to `want` bytes; zero-fills only room that no earlier read initialised.
     fn fill(&mut self, want: usize) -> io::Result<usize> {
         let end = self.filled + want;
@@ -182,7 +249,8 @@ impl<S: Read> FrameReader<S> {
         }
         self.burst = self.read_size;
         // `capacity` counts only the room after the consumed frames, so it cannot tell.
-        let payload_room = matches!(self.header, Some((_, len)) if len > self.read_size);
+        let payload_room =
+            self.large.is_none() && matches!(self.header, Some((_, len)) if len > self.read_size);
         if !payload_room {
             self.shrink();
         }
@@ -403,14 +471,20 @@ mod tests {
         wire.truncate(1000);
         let mut r = FrameReader::new(&wire[..], Vec::new(), 256);
         assert!(r.read(16 << 20).unwrap().is_none());
+        let large = r.large.as_ref().expect("read into a buffer of its own");
+        assert_eq!(
+            large.got,
+            1000 - 10,
+            "the payload so far, after its 10-byte header"
+        );
         assert!(
-            r.buf.capacity() >= 16 << 20,
+            large.buf.capacity() >= 16 << 20,
             "the payload's room is reserved"
         );
         assert!(
-            r.buf.len() <= 1000 + MIN_PAYLOAD_READ,
+            large.buf.len() <= 1000 + MIN_PAYLOAD_READ,
             "zero-filled {}",
-            r.buf.len()
+            large.buf.len()
         );
     }
 

@@ -29,6 +29,7 @@ mod protocol;
 mod proxy;
 mod ratelimit;
 mod reconnect;
+mod recycle;
 mod stats;
 mod stream;
 mod target;
