@@ -293,7 +293,7 @@ impl Outbox {
     /// on the worker's own thread).
     pub fn push_piece(&self, kind: Kind, data: &[u8], piece: Option<Piece>) -> Result<u64> {
         let len = data.len();
-        let own = (len > SMALL).then(|| Bytes::copy_from_slice(data));
+        let own = (len > SMALL).then(|| Bytes::from(crate::recycle::copy(data)));
         let queued = match self.try_push(kind, data, &own, piece) {
             Ok(id) => return Ok(id),
             Err(Refused::Closed) => return Err(not_connected()),

@@ -518,9 +518,10 @@ impl<S: Read + io::Write> Session<S> {
         if payload.len() < LARGE {
             return self.buffer_copy(header, &payload);
         }
-        let key = self.header(header, payload.len());
+        let (key, len) = (self.header(header, payload.len()), payload.len());
         mask(&mut payload, key);
-        self.out.push(Bytes::from(payload));
+        // Written on this thread and freed here, after the caller's thread copied it in.
+        self.out.push(crate::recycle::freeze(payload, len));
         key
     }
 
