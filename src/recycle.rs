@@ -1,4 +1,4 @@
-//! Buffers for large received payloads, recycled process-wide.
+//! Buffers for large payloads, received and sent, recycled process-wide.
 //!
 //! A payload goes to the caller without a copy, and a poll-mode caller frees it on its own
 //! thread, into the worker thread's malloc arena. With a few large messages queued, that
