@@ -210,14 +210,9 @@ impl<S: Read> FrameReader<S> {
         if large.buf.len() < end {
             large.buf.resize(end, 0);
         }
-        let n = match self.stream.read(&mut large.buf[large.got..end]) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.drained();
-                return Err(e);
-            }
-            r => r?,
-        };
-        large.got += n;
+        let read = self.stream.read(&mut large.buf[large.got..end]);
+        let n = self.drained_on_would_block(read)?;
+        self.large.as_mut().expect("still pending").got += n;
         Ok(n)
     }
 
@@ -227,18 +222,21 @@ impl<S: Read> FrameReader<S> {
         if self.buf.len() < end {
             self.buf.resize(end, 0);
         }
-        let n = match self.stream.read(&mut self.buf[self.filled..end]) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.drained();
-                return Err(e);
-            }
-            r => r?,
-        };
+        let read = self.stream.read(&mut self.buf[self.filled..end]);
+        let n = self.drained_on_would_block(read)?;
         self.filled += n;
         if n == want && want == self.burst && self.burst < self.read_size * BURST_READS {
             self.burst *= 2;
         }
         Ok(n)
+    }
+
+    /// Passes a read's result on; a WouldBlock means the stream is drained for now.
+    fn drained_on_would_block(&mut self, read: io::Result<usize>) -> io::Result<usize> {
+        if matches!(&read, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+            self.drained();
+        }
+        read
     }
 
     /// The stream has nothing more for now: back to reads of `read_size`, and a buffer grown
