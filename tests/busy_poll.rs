@@ -1,6 +1,7 @@
 //! `wsc_config_set_busy_poll_us`: the worker keeps polling, at the price of CPU time, only
-//! where an answer is due (after it delivered events or wrote messages, and for each step of
-//! the handshake) and only when the setting allows it; `wsc_client_poll` never busy-polls
+//! where an answer is due (after it delivered events or wrote messages, for each step of the
+//! handshake, and for the server's TCP close after its close frame) and only when the setting
+//! allows it; `wsc_client_poll` never busy-polls
 //! past its own timeout. The tests measure CPU time, so they run one at a time.
 
 mod common;
@@ -355,4 +356,56 @@ fn busy_poll_setting_is_checked() {
     assert!(last_error().contains("at most 1000000"), "{}", last_error());
     let st = unsafe { wsc_config_set_busy_poll_us(std::ptr::null_mut(), 50) };
     assert_status(st, WSC_ERR_INVALID_ARGUMENT, "NULL config");
+}
+
+/// Once the server's close frame has come, its TCP close is due within microseconds: the
+/// worker busy-polls for it instead of sleeping until it comes.
+#[test]
+fn the_worker_busy_polls_for_the_tcp_close_after_the_servers_close_frame() {
+    let _serial = serial();
+    // Sends its close frame 100 ms after the handshake and closes TCP 40 ms after that.
+    let server = RawServer::start(|mut s| {
+        if raw_handshake(&mut s).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        if write_frame(&mut s, 0x88, b"\x03\xe8bye").is_ok() {
+            std::thread::sleep(Duration::from_millis(40));
+        }
+    });
+    let cfg = Cfg::new().busy_poll(20_000);
+    let c = TestClient::new_callback(&server.url(), Some(&cfg));
+    let tid = Arc::new(AtomicI32::new(0));
+    let at_close = Arc::new(std::sync::Mutex::new(None));
+    let (seen, mark) = (Arc::clone(&tid), Arc::clone(&at_close));
+    c.collector().set_hook(Box::new(move |ev| {
+        // SAFETY: gettid has no preconditions.
+        let me = unsafe { libc::gettid() };
+        seen.store(me, SeqCst);
+        if ev.ty == WSC_EVENT_CLOSE {
+            *mark.lock().unwrap() = Some(thread_cpu(me));
+        }
+    }));
+    assert_ok(c.connect(), "connect");
+    c.expect_open();
+    // The busy poll after the OPEN (20 ms) is over well before the close frame comes.
+    std::thread::sleep(Duration::from_millis(60));
+    let before = thread_cpu(worker_tid(&tid));
+    let (ev, _) = c.wait_for(WSC_EVENT_CLOSE, WAIT);
+    assert_eq!(ev.close_code, 1000);
+    let deadline = Instant::now() + WAIT;
+    let after = loop {
+        if let Some(cpu) = *at_close.lock().unwrap() {
+            break cpu;
+        }
+        assert!(Instant::now() < deadline, "the callback never ran the hook");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let used = after - before;
+    eprintln!("worker CPU from the server's close frame to its TCP close: {used:?}");
+    // 20 ms, then a sleep until the TCP close 20 ms later.
+    assert!(
+        used >= Duration::from_millis(10),
+        "the worker used only {used:?} of CPU waiting 40 ms for the TCP close (busy poll 20 ms)"
+    );
 }
