@@ -1476,8 +1476,9 @@ wsc_status wsc_config_set_worker(struct wsc_config *cfg, wsc_worker_mode mode);
  * sleeping thread costs tens of microseconds on a busy or virtual machine, as much as a
  * local round trip. It applies at these waits:
  * - the worker, after it handed events to the caller, polls the socket and the send queue
- *   without blocking, so a reply the caller sends at once needs no wake-up; and after it
- *   wrote messages or the close frame, so their answer needs none either;
+ *   without blocking, so a reply the caller sends at once needs no wake-up; after it
+ *   wrote messages or the close frame, so their answer needs none either; and after the
+ *   server's close frame, for the server's TCP close that follows it;
  * - the thread that connects (the worker, or in `WSC_WORKER_SHARED` mode a connecting
  *   thread), at each step of the TCP, TLS and HTTP handshake;
  * - `wsc_client_poll` and `wsc_client_poll_batch` look for events before they sleep (never
@@ -1487,8 +1488,8 @@ wsc_status wsc_config_set_worker(struct wsc_config *cfg, wsc_worker_mode mode);
  * - a worker thread whose client is done looks for the next client's connect, and
  *   `wsc_client_free` looks for the worker to have finished (see there).
  *
- * Each wait costs at most this much CPU time: the worker's only after it delivered events
- * or wrote, never while a connection is idle (so a message received or sent costs up to
+ * Each wait costs at most this much CPU time: the worker's only after it delivered events,
+ * wrote, or got the close frame, never while a connection is idle (so a message received or sent costs up to
  * this much CPU time when no answer follows). On a process that may use one CPU only, the
  * waits yield the core rather than spin. Set 0 where CPU time matters more than latency
  * (battery-powered devices). In `WSC_WORKER_SHARED` mode a shared worker busy-polls after a
