@@ -105,11 +105,7 @@ fn the_worker_busy_polls_after_each_delivery_only_when_set() {
 fn the_worker_busy_polls_after_it_writes_a_message() {
     let _serial = serial();
     // A server that never answers: no event follows the OPEN.
-    let server = RawServer::start(|mut s| {
-        if raw_handshake(&mut s).is_ok() {
-            while read_frame(&mut s).is_ok() {}
-        }
-    });
+    let server = RawServer::after_handshake(|mut s| while read_frame(&mut s).is_ok() {});
     let cfg = Cfg::new().busy_poll(20_000);
     let c = TestClient::new_callback(&server.url(), Some(&cfg));
     let tid = record_worker_tid(&c);
@@ -183,10 +179,7 @@ fn the_worker_busy_polls_for_each_step_of_the_handshake() {
 fn the_worker_busy_polls_for_the_answer_to_a_reply_sent_from_the_callback() {
     let _serial = serial();
     // Echoes each message 30 ms late, so every answer comes after a 20 ms busy poll ends.
-    let server = RawServer::start(|mut s| {
-        if raw_handshake(&mut s).is_err() {
-            return;
-        }
+    let server = RawServer::after_handshake(|mut s| {
         while let Ok(f) = read_frame(&mut s) {
             if f.opcode() != 1 {
                 return;
@@ -364,10 +357,7 @@ fn busy_poll_setting_is_checked() {
 fn the_worker_busy_polls_for_the_tcp_close_after_the_servers_close_frame() {
     let _serial = serial();
     // Sends its close frame 100 ms after the handshake and closes TCP 40 ms after that.
-    let server = RawServer::start(|mut s| {
-        if raw_handshake(&mut s).is_err() {
-            return;
-        }
+    let server = RawServer::after_handshake(|mut s| {
         std::thread::sleep(Duration::from_millis(100));
         if write_frame(&mut s, 0x88, b"\x03\xe8bye").is_ok() {
             std::thread::sleep(Duration::from_millis(40));

@@ -1095,6 +1095,15 @@ impl RawServer {
         }
     }
 
+    /// Answers each connection's upgrade request, then runs `f` on it.
+    pub fn after_handshake(f: impl Fn(TcpStream) + Send + Sync + 'static) -> RawServer {
+        RawServer::start(move |mut s| {
+            if raw_handshake(&mut s).is_ok() {
+                f(s)
+            }
+        })
+    }
+
     pub fn url(&self) -> String {
         format!("ws://127.0.0.1:{}/", self.port)
     }
