@@ -1489,12 +1489,12 @@ wsc_status wsc_config_set_worker(struct wsc_config *cfg, wsc_worker_mode mode);
  *   `wsc_client_free` looks for the worker to have finished (see there).
  *
  * Each wait costs at most this much CPU time: the worker's only after it delivered events,
- * wrote, or got the close frame, never while a connection is idle (so a message received or sent costs up to
- * this much CPU time when no answer follows). On a process that may use one CPU only, the
- * waits yield the core rather than spin. Set 0 where CPU time matters more than latency
- * (battery-powered devices). In `WSC_WORKER_SHARED` mode a shared worker busy-polls after a
- * round that delivered events to or wrote for any of its clients, for the longest of their
- * settings.
+ * wrote, or got the close frame, never while a connection is idle (so a message received or
+ * sent costs up to this much CPU time when no answer follows). On a process that may use one
+ * CPU only, the waits yield the core rather than spin. Set 0 where CPU time matters more than
+ * latency (battery-powered devices). In `WSC_WORKER_SHARED` mode a shared worker busy-polls
+ * after a round that delivered events to or wrote for any of its clients, for the longest of
+ * their settings.
  * Returns `WSC_ERR_INVALID_ARGUMENT` for NULL or more than 1000000.
  */
 wsc_status wsc_config_set_busy_poll_us(struct wsc_config *cfg, uint32_t microseconds);

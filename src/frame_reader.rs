@@ -98,12 +98,12 @@ impl<S: Read> FrameReader<S> {
                     self.buf.advance(used);
                     self.filled -= used;
                     let len = len as usize;
-                    // Room for the payload and one read past it, so no read moves it.
-                    let room = len.saturating_add(self.read_size);
                     if len > self.read_size * BURST_READS {
                         self.start_large(len);
-                    } else if len > self.read_size && room > self.buf.len() {
-                        self.buf.reserve(room - self.buf.len());
+                    } else if len > self.read_size {
+                        // Room for the payload and one read past it, so no read moves it.
+                        let room = len + self.read_size;
+                        self.buf.reserve(room.saturating_sub(self.buf.len()));
                     }
                     self.header = Some((header, len));
                 }

@@ -518,7 +518,8 @@ impl<S: Read + io::Write> Session<S> {
         if payload.len() < LARGE {
             return self.buffer_copy(header, &payload);
         }
-        let (key, len) = (self.header(header, payload.len()), payload.len());
+        let len = payload.len();
+        let key = self.header(header, len);
         mask(&mut payload, key);
         // Written on this thread and freed here, after the caller's thread copied it in.
         self.out.push(crate::recycle::freeze(payload, len));

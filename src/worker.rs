@@ -145,7 +145,7 @@ pub(crate) fn busy_poll_until(limit: Duration, mut cond: impl FnMut() -> bool) -
 /// (about 10 µs of `epoll_wait` calls): yielding after every poll cost a poll-mode round trip
 /// about 2 µs of its 19-21 on a 2-vCPU VM. While connecting it yields at once: the server's
 /// new thread for the connection wants a core then.
-pub(crate) const OPEN_SPINS: u32 = 64;
+const OPEN_SPINS: u32 = 64;
 
 /// Waits for `poll`'s events up to `timeout`, polling without blocking for the first
 /// `busy_poll` of it; after the first `spins` polls it yields the core between polls.
