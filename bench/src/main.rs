@@ -389,19 +389,19 @@ impl Bench {
             }
             V::RawAlt => {
                 let mut ws = self.raw_connect(tls, "/echo");
-                raw::set_nonblocking(&mut ws);
+                raw::set_nonblocking(&mut ws, true);
                 for i in 0..warm + n {
                     let t = Instant::now();
                     let text = String::from_utf8(msg.to_vec()).unwrap();
                     raw::send_spinning(&mut ws, Message::text(text));
-                    let back = raw::read_text_spinning(&mut ws);
+                    let back = raw::read_text(&mut ws);
                     let dt = t.elapsed();
                     assert_eq!(back.len(), RTT_SIZE);
                     if i >= warm {
                         us.push(dt.as_secs_f64() * 1e6);
                     }
                 }
-                raw::set_blocking(&mut ws);
+                raw::set_nonblocking(&mut ws, false);
                 raw::close(ws);
             }
             V::PollBatch => unreachable!(),

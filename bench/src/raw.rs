@@ -40,27 +40,25 @@ pub fn drain(ws: &mut Ws) {
     }
 }
 
-/// Reads until a text message arrives; returns it.
+/// Reads until a text message arrives; returns it. On a non-blocking socket it retries on
+/// WouldBlock, yielding the core in between (as libwsclient's worker does while it
+/// busy-polls).
 pub fn read_text(ws: &mut Ws) -> String {
     loop {
-        match ws.read().expect("raw: read") {
-            Message::Text(t) => return t.as_str().to_owned(),
-            Message::Close(_) => panic!("raw: closed while waiting for text"),
-            _ => {}
+        match ws.read() {
+            Ok(Message::Text(t)) => return t.as_str().to_owned(),
+            Ok(Message::Close(_)) => panic!("raw: closed while waiting for text"),
+            Ok(_) => {}
+            Err(e) if would_block(&e) => std::thread::yield_now(),
+            Err(e) => panic!("raw: read: {e}"),
         }
     }
 }
 
-/// Makes the socket non-blocking: `read_text_spinning` then polls it as an event-loop
-/// client would, without the kernel's blocking `recv` wake-up.
-pub fn set_nonblocking(ws: &mut Ws) {
-    tcp(ws).set_nonblocking(true).expect("raw: set_nonblocking");
-}
-
-pub fn set_blocking(ws: &mut Ws) {
-    tcp(ws)
-        .set_nonblocking(false)
-        .expect("raw: set_nonblocking");
+/// Makes the socket non-blocking or blocking again: non-blocking, `read_text` polls it as an
+/// event-loop client would, without sleeping until data arrives.
+pub fn set_nonblocking(ws: &mut Ws, on: bool) {
+    tcp(ws).set_nonblocking(on).expect("raw: set_nonblocking");
 }
 
 fn tcp(ws: &mut Ws) -> &TcpStream {
@@ -87,20 +85,6 @@ pub fn send_spinning(ws: &mut Ws, msg: Message) {
             Ok(()) => return,
             Err(e) if would_block(&e) => std::thread::yield_now(),
             Err(e) => panic!("raw: flush: {e}"),
-        }
-    }
-}
-
-/// `read_text` on a non-blocking socket: retries on WouldBlock, yielding the core in between
-/// (as libwsclient's worker does while it busy-polls).
-pub fn read_text_spinning(ws: &mut Ws) -> String {
-    loop {
-        match ws.read() {
-            Ok(Message::Text(t)) => return t.as_str().to_owned(),
-            Ok(Message::Close(_)) => panic!("raw: closed while waiting for text"),
-            Ok(_) => {}
-            Err(e) if would_block(&e) => std::thread::yield_now(),
-            Err(e) => panic!("raw: read: {e}"),
         }
     }
 }
