@@ -1476,7 +1476,8 @@ wsc_status wsc_config_set_worker(struct wsc_config *cfg, wsc_worker_mode mode);
  * sleeping thread costs tens of microseconds on a busy or virtual machine, as much as a
  * local round trip. It applies at these waits:
  * - the worker, after it handed events to the caller, polls the socket and the send queue
- *   without blocking, so a reply the caller sends at once needs no wake-up; after it
+ *   without blocking, so a reply the caller sends at once needs no wake-up (nor a system
+ *   call: the send sets a flag the worker looks at between polls); after it
  *   wrote messages or the close frame, so their answer needs none either; and after the
  *   server's close frame, for the server's TCP close that follows it;
  * - the thread that connects (the worker, or in `WSC_WORKER_SHARED` mode a connecting

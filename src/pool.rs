@@ -182,7 +182,8 @@ impl Driver {
                 Some(Duration::ZERO) => Duration::ZERO,
                 _ => std::mem::take(&mut self.busy_poll),
             };
-            if let Err(e) = crate::worker::wait(&mut self.poll, &mut events, timeout, busy_poll, 0)
+            if let Err(e) =
+                crate::worker::wait(&mut self.poll, &mut events, timeout, busy_poll, 0, None)
             {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     wsc_log!(Level::Error, "shared worker: poll failed: {e}");

@@ -302,7 +302,7 @@ impl Io<'_> {
             return Err(Error::new(WSC_ERR_TIMEOUT, format!("timed out {what}")));
         }
         let timeout = Some(self.deadline - now);
-        match crate::worker::wait(self.poll, self.events, timeout, self.busy_poll, 0) {
+        match crate::worker::wait(self.poll, self.events, timeout, self.busy_poll, 0, None) {
             Ok(()) => Ok(self.events.iter().any(|e| e.token() == SOCKET)),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
             Err(e) => Err(Error::new(WSC_ERR_INTERNAL, format!("poll failed: {e}"))),

@@ -148,16 +148,23 @@ pub(crate) fn busy_poll_until(limit: Duration, mut cond: impl FnMut() -> bool) -
 const OPEN_SPINS: u32 = 64;
 
 /// Waits for `poll`'s events up to `timeout`, polling without blocking for the first
-/// `busy_poll` of it; after the first `spins` polls it yields the core between polls.
+/// `busy_poll` of it; after the first `spins` polls it yields the core between polls. With
+/// `outbox` (after its `going_idle`), it also returns, with no events, once a message is
+/// pushed: senders then need not wake it with a system call while it polls.
 pub(crate) fn wait(
     poll: &mut Poll,
     events: &mut Events,
     timeout: Option<Duration>,
     busy_poll: Duration,
     spins: u32,
+    outbox: Option<&Outbox>,
 ) -> io::Result<()> {
     let busy_poll = timeout.map_or(busy_poll, |t| t.min(busy_poll));
     if !busy_poll.is_zero() {
+        if outbox.is_some_and(|o| !o.start_polling()) {
+            events.clear();
+            return Ok(());
+        }
         let spins = if crate::events::single_cpu() {
             0
         } else {
@@ -167,11 +174,14 @@ pub(crate) fn wait(
         let mut polls = 0;
         loop {
             poll.poll(events, Some(Duration::ZERO))?;
-            if !events.is_empty() {
+            if !events.is_empty() || outbox.is_some_and(Outbox::pushed) {
                 return Ok(());
             }
             let spent = start.elapsed();
             if spent >= busy_poll {
+                if outbox.is_some_and(|o| !o.stop_polling()) {
+                    return Ok(());
+                }
                 return poll.poll(events, timeout.map(|t| t.saturating_sub(spent)));
             }
             if polls < spins {
@@ -789,6 +799,7 @@ impl Worker {
                 timeout,
                 busy_poll,
                 OPEN_SPINS,
+                Some(&self.shared.outbox),
             ) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     let e = Error::new(WSC_ERR_INTERNAL, format!("poll failed: {e}"));

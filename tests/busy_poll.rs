@@ -12,6 +12,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicI32, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use wsclient::ffi::workers::WSC_WORKER_THREAD;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -398,4 +399,58 @@ fn the_worker_busy_polls_for_the_tcp_close_after_the_servers_close_frame() {
         used >= Duration::from_millis(10),
         "the worker used only {used:?} of CPU waiting 40 ms for the TCP close (busy poll 20 ms)"
     );
+}
+
+/// What the eventfds of this process other than `except` were written so far (Linux
+/// fdinfo's `eventfd-count`, hex): a worker's mio waker counts one per wake-up, as it is
+/// never read.
+fn eventfd_writes(except: i32) -> u64 {
+    let fds = std::fs::read_dir("/proc/self/fdinfo").expect("/proc/self/fdinfo");
+    fds.filter_map(|f| f.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&fd| fd != except)
+        .filter_map(|fd| std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok())
+        .filter_map(|info| {
+            let count = info
+                .lines()
+                .find_map(|l| l.strip_prefix("eventfd-count:"))?;
+            u64::from_str_radix(count.trim(), 16).ok()
+        })
+        .sum()
+}
+
+#[test]
+fn a_send_while_the_worker_busy_polls_costs_no_wake_up() {
+    let _serial = serial();
+    let server = WsServer::echo();
+    // Thread mode: a shared worker polls many connections and is woken for each.
+    let cfg = Cfg::new().busy_poll(20_000).worker(WSC_WORKER_THREAD);
+    let (c, _) = TestClient::open(&server.url(), Some(&cfg), false);
+    let echo = |text: &str| {
+        assert_ok(c.send_text(text), "send");
+        let (ev, _) = c.wait_for(WSC_EVENT_TEXT, WAIT);
+        assert_eq!(ev.text(), text);
+    };
+    echo("first");
+    // Each send follows the last echo at once, while the worker polls for the answer.
+    let before = eventfd_writes(c.event_fd());
+    for i in 0..200 {
+        echo(&format!("echo {i}"));
+    }
+    let writes = eventfd_writes(c.event_fd()) - before;
+    eprintln!("wake-ups written over 200 sends to a busy-polling worker: {writes}");
+    assert!(
+        writes < 20,
+        "200 sends to a busy-polling worker wrote {writes} wake-ups"
+    );
+    // Sleeping, the worker is woken by the next send (and answers it).
+    std::thread::sleep(Duration::from_millis(50));
+    let before = eventfd_writes(c.event_fd());
+    echo("after a pause");
+    assert_eq!(
+        eventfd_writes(c.event_fd()) - before,
+        1,
+        "wake-ups for a send after a pause"
+    );
+    assert_ok(c.close(1000, None), "close");
+    c.wait_for(WSC_EVENT_CLOSE, WAIT);
 }

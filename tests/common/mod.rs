@@ -25,7 +25,9 @@ pub use wsclient::ffi::client::*;
 pub use wsclient::ffi::config::*;
 pub use wsclient::ffi::event::*;
 pub use wsclient::ffi::status::*;
-pub use wsclient::ffi::workers::wsc_config_set_busy_poll_us;
+pub use wsclient::ffi::workers::{
+    wsc_config_set_busy_poll_us, wsc_config_set_worker, wsc_worker_mode,
+};
 
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -278,6 +280,10 @@ impl Cfg {
             unsafe { wsc_config_set_connect_timeout_ms(self.0, ms) },
             "set_connect_timeout_ms",
         );
+        self
+    }
+    pub fn worker(self, mode: wsc_worker_mode) -> Self {
+        assert_ok(unsafe { wsc_config_set_worker(self.0, mode) }, "set_worker");
         self
     }
     pub fn busy_poll(self, us: u32) -> Self {
