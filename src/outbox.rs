@@ -5,6 +5,7 @@
 use crate::backpressure::{Crossing, FlowConfig, SpaceWait, Watermarks};
 use crate::error::{Error, Result};
 use crate::events::lock;
+use crate::protocol::{Unsent, PREMASK};
 use crate::{WSC_ERR_NOT_CONNECTED, WSC_ERR_QUEUE_FULL};
 use bytes::{Bytes, BytesMut};
 use std::cell::Cell;
@@ -19,6 +20,10 @@ pub struct Outgoing {
     pub msg: Message,
     /// One piece of a message sent in pieces (`msg` is then binary, whatever the type).
     pub piece: Option<Piece>,
+    /// A large payload the sender masked as it copied it, with this key (one pass over the
+    /// bytes instead of two): `msg` is then binary and holds the masked bytes of a message
+    /// of this kind. `into_plain` undoes it.
+    pub masked: Option<(Kind, [u8; 4])>,
 }
 
 /// Where a piece sits in its message.
@@ -32,6 +37,22 @@ pub struct Piece {
 impl Outgoing {
     pub fn len(&self) -> usize {
         self.msg.len()
+    }
+
+    /// The message as the caller queued it (to hand it back unsent).
+    pub fn into_plain(self) -> Outgoing {
+        let Some((kind, key)) = self.masked else {
+            return self;
+        };
+        let payload = match self.msg {
+            Message::Binary(b) => Unsent::Masked(b, key).into_payload(),
+            _ => unreachable!("a masked payload is queued as binary"),
+        };
+        Outgoing {
+            msg: kind.message(payload),
+            masked: None,
+            ..self
+        }
     }
 }
 
@@ -84,7 +105,22 @@ struct Item {
 enum Payload {
     /// The next `len` bytes of the shared buffer.
     Small(usize),
-    Own(Bytes),
+    /// A copy of its own, masked with the key if one is given.
+    Own(Bytes, Option<[u8; 4]>),
+}
+
+/// The sender's copy of a payload too large for the shared buffer. From `PREMASK` bytes up,
+/// a text or binary payload is masked as it is copied, with a fresh random key: the worker
+/// then writes it as is, instead of making a second pass over it to mask it.
+fn own_copy(kind: Kind, data: &[u8]) -> (Bytes, Option<[u8; 4]>) {
+    if data.len() < PREMASK || kind == Kind::Ping {
+        return (Bytes::from(crate::recycle::copy(data)), None);
+    }
+    let key: [u8; 4] = rand::random();
+    (
+        Bytes::from(crate::recycle::copy_masked(data, key)),
+        Some(key),
+    )
 }
 
 /// The messages callers queued since the worker last took them, under one lock: a sender
@@ -140,21 +176,25 @@ impl Taken {
         let mut small = buffers.next().unwrap_or_default();
         let mut at = 0;
         self.ready.extend(self.spare.drain(..).map(|item| {
-            let payload = match item.payload {
+            let (payload, key) = match item.payload {
                 Payload::Small(len) => {
                     if at + len > small.len() {
                         small = buffers.next().unwrap_or_default();
                         at = 0;
                     }
                     at += len;
-                    small.slice(at - len..at)
+                    (small.slice(at - len..at), None)
                 }
-                Payload::Own(b) => b,
+                Payload::Own(b, key) => (b, key),
             };
             Outgoing {
                 id: item.id,
-                msg: item.kind.message(payload),
+                msg: match key {
+                    Some(_) => Message::Binary(payload),
+                    None => item.kind.message(payload),
+                },
                 piece: item.piece,
+                masked: key.map(|key| (item.kind, key)),
             }
         }));
     }
@@ -300,8 +340,8 @@ impl Outbox {
     /// on the worker's own thread).
     pub fn push_piece(&self, kind: Kind, data: &[u8], piece: Option<Piece>) -> Result<u64> {
         let len = data.len();
-        let own = (len > SMALL).then(|| Bytes::from(crate::recycle::copy(data)));
-        let queued = match self.try_push(kind, data, &own, piece) {
+        let mut own = (len > SMALL).then(|| own_copy(kind, data));
+        let queued = match self.try_push(kind, data, &mut own, piece) {
             Ok(id) => return Ok(id),
             Err(Refused::Closed) => return Err(not_connected()),
             Err(Refused::Paused) => return Err(reconnecting()),
@@ -323,9 +363,8 @@ impl Outbox {
         }
         let mut queued = queued;
         let deadline = Instant::now() + timeout;
-        let outcome = self
-            .space
-            .wait(deadline, || match self.try_push(kind, data, &own, piece) {
+        let outcome = self.space.wait(deadline, || {
+            match self.try_push(kind, data, &mut own, piece) {
                 Ok(id) => Some(Ok(id)),
                 Err(Refused::Closed) => Some(Err(not_connected())),
                 Err(Refused::Paused) => Some(Err(reconnecting())),
@@ -333,7 +372,8 @@ impl Outbox {
                     queued = q;
                     None
                 }
-            });
+            }
+        });
         let waited = format!(" (after waiting {} ms)", timeout.as_millis());
         outcome.unwrap_or_else(|| Err(self.full(queued, &waited)))
     }
@@ -354,7 +394,7 @@ impl Outbox {
         &self,
         kind: Kind,
         data: &[u8],
-        own: &Option<Bytes>,
+        own: &mut Option<(Bytes, Option<[u8; 4]>)>,
         piece: Option<Piece>,
     ) -> std::result::Result<u64, Refused> {
         let len = data.len();
@@ -377,8 +417,9 @@ impl Outbox {
         // A crossing of the high mark is picked up by the worker after the wake-up below
         // (or, if it is not idle, when it next looks at the queue).
         self.marks.on_push(queued);
-        let payload = match own {
-            Some(b) => Payload::Own(b.clone()),
+        // Moved, not shared: the worker can then mask or recycle it in place.
+        let payload = match own.take() {
+            Some((b, key)) => Payload::Own(b, key),
             None => {
                 if q.arena.capacity() - q.arena.len() < len {
                     let backlog = !q.arena.is_empty() || !q.full.is_empty();

@@ -18,6 +18,9 @@ use tungstenite::{Bytes, Message};
 
 /// Payloads this large that we own are masked in place and written without a copy.
 const LARGE: usize = 64 * 1024;
+/// Text and binary payloads this large are masked by the sender as it copies them (see
+/// `outbox::own_copy`) and written as they are.
+pub(crate) const PREMASK: usize = LARGE;
 
 /// What the worker keeps of a message until it is written, to report it if it never is.
 pub enum Unsent {
@@ -428,8 +431,8 @@ impl<S: Read + io::Write> Session<S> {
             return Unsent::Kept(Bytes::new());
         }
         match msg {
-            Message::Text(t) => self.write_piece(true, true, true, t.into()),
-            Message::Binary(b) => self.write_piece(false, true, true, b),
+            Message::Text(t) => self.write_piece(true, true, true, t.into(), None),
+            Message::Binary(b) => self.write_piece(false, true, true, b, None),
             Message::Ping(p) => {
                 self.buffer(Frame::ping(p.clone()));
                 Unsent::Kept(p)
@@ -452,16 +455,38 @@ impl<S: Read + io::Write> Session<S> {
     /// Queues one piece of a message sent in pieces (a whole message is one piece, first and
     /// final): a text or binary frame for the first, continuation frames after it, FIN on the
     /// final one. With permessage-deflate each piece is compressed in the message's context and
-    /// flushed; RSV1 goes on the first frame only.
-    pub fn write_piece(&mut self, text: bool, first: bool, fin: bool, payload: Bytes) -> Unsent {
+    /// flushed; RSV1 goes on the first frame only. With `masked`, the payload was masked with
+    /// that key by the sender (`outbox::own_copy`).
+    pub fn write_piece(
+        &mut self,
+        text: bool,
+        first: bool,
+        fin: bool,
+        payload: Bytes,
+        masked: Option<[u8; 4]>,
+    ) -> Unsent {
         if self.state != State::Active {
             return Unsent::Kept(Bytes::new());
         }
-        let opcode = match (first, text) {
-            (false, _) => Data::Continue,
-            (true, true) => Data::Text,
-            (true, false) => Data::Binary,
+        let payload = match masked {
+            // Compression needs the plain bytes (and masks its own output).
+            Some(key) if self.deflater.is_some() => Unsent::Masked(payload, key).into_payload(),
+            Some(key) => {
+                let header = FrameHeader {
+                    is_final: fin,
+                    opcode: OpCode::Data(Self::data_opcode(first, text)),
+                    ..FrameHeader::default()
+                };
+                let len = payload.len();
+                self.header_with_key(header, len, key);
+                // Freed here, into the pool the sender's copy came from.
+                self.out
+                    .push(crate::recycle::freeze(Vec::from(payload), len));
+                return Unsent::Masked(self.out.last_piece(), key);
+            }
+            None => payload,
         };
+        let opcode = Self::data_opcode(first, text);
         let header = |compressed: bool| FrameHeader {
             is_final: fin,
             opcode: OpCode::Data(opcode),
@@ -486,6 +511,15 @@ impl<S: Read + io::Write> Session<S> {
                 self.buffer_copy(header(false), &payload);
                 Unsent::Kept(payload)
             }
+        }
+    }
+
+    /// The opcode of a data frame: text or binary first, continuation after.
+    fn data_opcode(first: bool, text: bool) -> Data {
+        match (first, text) {
+            (false, _) => Data::Continue,
+            (true, true) => Data::Text,
+            (true, false) => Data::Binary,
         }
     }
 
@@ -527,12 +561,18 @@ impl<S: Read + io::Write> Session<S> {
     }
 
     /// Appends a frame header with a fresh masking key, and returns the key.
-    fn header(&mut self, mut header: FrameHeader, len: usize) -> [u8; 4] {
+    fn header(&mut self, header: FrameHeader, len: usize) -> [u8; 4] {
+        let key: [u8; 4] = rand::random();
+        self.header_with_key(header, len, key);
+        key
+    }
+
+    /// Appends a frame header with this masking key.
+    fn header_with_key(&mut self, mut header: FrameHeader, len: usize, key: [u8; 4]) {
         if log::enabled(Level::Trace) {
             trace_frame("out", &header, len);
         }
         self.frames_sent += 1;
-        let key: [u8; 4] = rand::random();
         header.mask = Some(key);
         let tail = self.out.tail();
         let start = tail.len();
@@ -541,7 +581,6 @@ impl<S: Read + io::Write> Session<S> {
             .expect("writing to a Vec cannot fail");
         let n = tail.len() - start;
         self.out.appended(n);
-        key
     }
 
     /// Writes everything queued; `WouldBlock` means the rest waits for a writable socket.
@@ -650,6 +689,26 @@ fn trace_frame(dir: &str, h: &FrameHeader, len: usize) {
 }
 
 /// XORs `buf` with the masking key, a word at a time.
+/// Copies `src` into `dst` (the same length) masked with `key`: one pass over the bytes.
+pub(crate) fn mask_into(dst: &mut [std::mem::MaybeUninit<u8>], src: &[u8], key: [u8; 4]) {
+    assert_eq!(dst.len(), src.len(), "mask_into: lengths differ");
+    let word = u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ]);
+    let mut to = dst.chunks_exact_mut(8);
+    let mut from = src.chunks_exact(8);
+    for (t, f) in (&mut to).zip(&mut from) {
+        let v = u64::from_ne_bytes(f.try_into().expect("chunk of 8")) ^ word;
+        for (t, b) in t.iter_mut().zip(v.to_ne_bytes()) {
+            t.write(b);
+        }
+    }
+    let rest = to.into_remainder().iter_mut().zip(from.remainder());
+    for (i, (t, b)) in rest.enumerate() {
+        t.write(b ^ key[i % 4]);
+    }
+}
+
 fn mask(buf: &mut [u8], key: [u8; 4]) {
     let word = u64::from_ne_bytes([
         key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],

@@ -55,6 +55,16 @@ pub fn copy(data: &[u8]) -> Vec<u8> {
     buf
 }
 
+/// `data` masked with `key` (RFC 6455 5.3) in a buffer from the pool, in one pass.
+pub fn copy_masked(data: &[u8], key: [u8; 4]) -> Vec<u8> {
+    let mut buf = take(data.len());
+    buf.clear();
+    crate::protocol::mask_into(&mut buf.spare_capacity_mut()[..data.len()], data, key);
+    // SAFETY: mask_into wrote all of the first data.len() bytes.
+    unsafe { buf.set_len(data.len()) };
+    buf
+}
+
 /// `buf[..len]` as `Bytes`, without a copy; the buffer comes back here when the last
 /// reference to it drops, on whichever thread that is.
 pub fn freeze(buf: Vec<u8>, len: usize) -> Bytes {

@@ -10,7 +10,7 @@ use crate::events::{
 };
 use crate::heartbeat::{Beat, Heartbeat};
 use crate::log::{wsc_log, Level};
-use crate::outbox::{Outbox, Outgoing, Taken};
+use crate::outbox::{Kind, Outbox, Outgoing, Taken};
 use crate::protocol::{Incoming, ReadError, Session, Unsent};
 use crate::ratelimit::RateLimit;
 use crate::stats::{Counters, PingTimer, SharedCounters};
@@ -226,10 +226,11 @@ fn kind_of(msg: &Message) -> EventKind {
 
 /// The event type of a queued message or piece.
 fn kind_of_out(out: &Outgoing) -> EventKind {
-    match out.piece {
-        Some(p) if p.text => EventKind::Text,
-        Some(_) => EventKind::Binary,
-        None => kind_of(&out.msg),
+    match (out.piece, out.masked) {
+        (Some(p), _) if p.text => EventKind::Text,
+        (Some(_), _) => EventKind::Binary,
+        (None, Some((Kind::Text, _))) => EventKind::Text,
+        (None, _) => kind_of(&out.msg),
     }
 }
 
@@ -404,16 +405,21 @@ impl Conn {
 
     /// Hands a message or piece to the session.
     fn write(&mut self, out: Outgoing) -> Unsent {
-        match out.piece {
-            Some(p) => {
+        let key = out.masked.map(|(_, key)| key);
+        match (out.piece, out.msg) {
+            (Some(p), msg) => {
                 self.piece_open = !p.last;
-                let payload = match out.msg {
+                let payload = match msg {
                     Message::Binary(b) => b,
                     _ => Bytes::new(),
                 };
-                self.ws.write_piece(p.text, p.first, p.last, payload)
+                self.ws.write_piece(p.text, p.first, p.last, payload, key)
             }
-            None => self.ws.write(out.msg),
+            (None, Message::Binary(b)) if key.is_some() => {
+                let text = matches!(out.masked, Some((Kind::Text, _)));
+                self.ws.write_piece(text, true, true, b, key)
+            }
+            (None, msg) => self.ws.write(msg),
         }
     }
 
@@ -759,6 +765,7 @@ impl Worker {
         for out in conn.held.drain(..) {
             shared.outbox.hold(out.len(), false);
             shared.outbox.release(out.len());
+            let out = out.into_plain();
             let kind = kind_of_out(&out);
             let payload = payload_of(out.msg);
             unsent.push(Inflight {
@@ -1307,6 +1314,7 @@ impl Worker {
         }));
         let queued = queued.map(|out| {
             shared.outbox.release(out.len());
+            let out = out.into_plain();
             let kind = kind_of_out(&out);
             (out.id, kind, payload_of(out.msg))
         });
@@ -1353,6 +1361,7 @@ impl Worker {
 
     /// Reconnect: a piece of a message begun on a connection that dropped.
     fn hand_back_orphan(&mut self, out: Outgoing) {
+        let out = out.into_plain();
         let kind = kind_of_out(&out);
         let data = match out.msg {
             Message::Binary(b) => b,

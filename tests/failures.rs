@@ -159,6 +159,38 @@ fn close_while_connecting_abandons_the_attempt() {
 }
 
 #[test]
+fn large_messages_queued_while_connecting_come_back_as_the_caller_sent_them() {
+    // From 64 KiB up the sender masks a text or binary payload as it copies it: handed back
+    // unsent, it must be the caller's bytes and type again.
+    let server = never_answering();
+    let cfg = Cfg::new().connect_timeout(300);
+    let c = TestClient::start(&server.url(), Some(&cfg), false);
+    let text = "ünïcødé ✓ ".repeat(8 << 10);
+    let messages: [(wsc_event_type, Vec<u8>); 4] = [
+        (WSC_EVENT_TEXT, text.into_bytes()),
+        (WSC_EVENT_BINARY, pattern(64 << 10, 3)),
+        (WSC_EVENT_BINARY, pattern((64 << 10) - 1, 4)),
+        (WSC_EVENT_BINARY, pattern((1 << 20) + 3, 5)),
+    ];
+    let mut ids = Vec::new();
+    for (ty, data) in &messages {
+        let (st, id) = c.send(*ty, data);
+        assert_ok(st, "send while connecting is queued");
+        ids.push(id);
+    }
+    let events = c.until_close(WAIT);
+    let failed = of_type(&events, WSC_EVENT_SEND_FAILED);
+    assert_eq!(failed.len(), messages.len(), "{events:?}");
+    for ((ev, (ty, data)), id) in failed.iter().zip(&messages).zip(ids) {
+        assert_eq!((ev.id, ev.flags), (id, *ty as u32), "id and type of {ev:?}");
+        assert!(
+            ev.data == *data,
+            "SEND_FAILED {id} carries the payload as sent"
+        );
+    }
+}
+
+#[test]
 fn messages_queued_while_connecting_are_reported_when_it_fails() {
     let server = never_answering();
     let cfg = Cfg::new().connect_timeout(300).send_queue(100);
@@ -531,7 +563,12 @@ fn frame_over_the_max_frame_size_closes_with_1009() {
 const SEQ_MSG: usize = 4096;
 
 fn seq_message(seq: u64) -> Vec<u8> {
-    let mut m = pattern(SEQ_MSG, seq as u8);
+    sized_seq_message(SEQ_MSG, seq)
+}
+
+/// `size` bytes: `seq` big-endian, then a pattern that depends on it.
+fn sized_seq_message(size: usize, seq: u64) -> Vec<u8> {
+    let mut m = pattern(size, seq as u8);
     m[..8].copy_from_slice(&seq.to_be_bytes());
     m
 }
@@ -541,6 +578,12 @@ fn seq_message(seq: u64) -> Vec<u8> {
 /// Returns the first seq reported failed (`accepted.len()` if none).
 #[track_caller]
 fn check_send_failed(events: &[OwnedEvent], accepted: &[u64]) -> usize {
+    check_sized_send_failed(events, accepted, SEQ_MSG)
+}
+
+/// `check_send_failed` for messages of `size` bytes.
+#[track_caller]
+fn check_sized_send_failed(events: &[OwnedEvent], accepted: &[u64], size: usize) -> usize {
     let failed = of_type(events, WSC_EVENT_SEND_FAILED);
     let first = accepted.len() - failed.len();
     for (k, ev) in failed.iter().enumerate() {
@@ -552,7 +595,7 @@ fn check_send_failed(events: &[OwnedEvent], accepted: &[u64]) -> usize {
         assert_eq!(ev.flags, WSC_EVENT_BINARY as u32, "{ev:?}");
         assert_ne!(ev.status, WSC_OK, "{ev:?}");
         assert!(
-            ev.data == seq_message(seq as u64),
+            ev.data == sized_seq_message(size, seq as u64),
             "SEND_FAILED for seq {seq} carries its payload"
         );
     }
@@ -571,8 +614,21 @@ fn check_send_failed(events: &[OwnedEvent], accepted: &[u64]) -> usize {
 
 #[test]
 fn messages_queued_when_the_connection_drops_are_reported_as_send_failed() {
-    // The server reads 50 messages, then stops reading (so the client's queue backs up) and,
-    // once the client has queued everything, drops the connection.
+    // 16 MiB: far more than the socket buffers hold.
+    drop_after_reading(SEQ_MSG, 4096, 50);
+}
+
+#[test]
+fn large_messages_queued_when_the_connection_drops_are_reported_unmasked() {
+    // Masked by the sender as it copied them (from 64 KiB up): a message handed back, or
+    // written in part when the connection dropped, comes back as the caller's bytes.
+    drop_after_reading(256 << 10, 64, 5);
+}
+
+/// The server reads `read` of the client's `n` messages of `size` bytes (checking each one's
+/// bytes), then stops reading (so the client's queue backs up) and, once the client has
+/// queued everything, drops the connection.
+fn drop_after_reading(size: usize, n: u64, read: u64) {
     let log = Arc::new(ServerLog::default());
     let go = Arc::new(AtomicBool::new(false));
     let (log2, go2) = (Arc::clone(&log), Arc::clone(&go));
@@ -580,11 +636,12 @@ fn messages_queued_when_the_connection_drops_are_reported_as_send_failed() {
         if raw_handshake(&mut s).is_err() {
             return;
         }
-        for _ in 0..50 {
+        for _ in 0..read {
             match read_frame(&mut s) {
                 Ok(f) if f.opcode() == 2 => {
                     let seq = u64::from_be_bytes(f.payload[..8].try_into().unwrap());
-                    log2.update(|d| d.seqs.push(seq));
+                    let intact = f.payload == sized_seq_message(size, seq);
+                    log2.update(|d| d.seqs.push(if intact { seq } else { u64::MAX }));
                 }
                 _ => return,
             }
@@ -597,11 +654,10 @@ fn messages_queued_when_the_connection_drops_are_reported_as_send_failed() {
         drop(s); // unread data: the kernel resets the connection
     });
     let (c, _) = TestClient::open(&server.url(), None, false);
-    const N: u64 = 4096; // 16 MiB: far more than the socket buffers hold
     let mut accepted = Vec::new();
     let mut refused = 0;
-    for seq in 0..N {
-        let (st, id) = c.send(WSC_EVENT_BINARY, &seq_message(seq));
+    for seq in 0..n {
+        let (st, id) = c.send(WSC_EVENT_BINARY, &sized_seq_message(size, seq));
         match st {
             WSC_OK => {
                 assert_eq!(
@@ -609,7 +665,7 @@ fn messages_queued_when_the_connection_drops_are_reported_as_send_failed() {
                     "a send succeeded after one was refused as NOT_CONNECTED"
                 );
                 assert!(
-                    accepted.last().is_none_or(|&last| id > last),
+                    accepted.last().map_or(true, |&last| id > last),
                     "ids increase"
                 );
                 accepted.push(id);
@@ -635,15 +691,15 @@ fn messages_queued_when_the_connection_drops_are_reported_as_send_failed() {
         "no echoes expected"
     );
 
-    let first_failed = check_send_failed(&events, &accepted);
+    let first_failed = check_sized_send_failed(&events, &accepted, size);
     let received = log.snapshot().seqs;
     assert_eq!(
         received,
-        (0..50).collect::<Vec<u64>>(),
-        "the server read the first 50, in order"
+        (0..read).collect::<Vec<u64>>(),
+        "the server read the first {read}, intact and in order"
     );
     assert!(
-        first_failed >= 50,
+        first_failed as u64 >= read,
         "a message the server read was reported failed"
     );
     assert!(
@@ -652,14 +708,14 @@ fn messages_queued_when_the_connection_drops_are_reported_as_send_failed() {
     );
     assert_eq!(
         accepted.len() as u64 + refused,
-        N,
+        n,
         "every send accepted or refused"
     );
     assert_eq!(c.buffered(), 0);
     eprintln!(
-        "accepted {}, refused {refused}, read by the server 50, written to the socket and lost with it {}, SEND_FAILED {}",
+        "accepted {}, refused {refused}, read by the server {read}, written to the socket and lost with it {}, SEND_FAILED {}",
         accepted.len(),
-        first_failed - 50,
+        first_failed as u64 - read,
         accepted.len() - first_failed
     );
 }

@@ -553,10 +553,13 @@ fn a_message_sent_in_three_pieces_arrives_as_one() {
 }
 
 /// The frames on the wire: text then continuation frames, FIN on the last; with deflate,
-/// RSV1 on the first only and the pieces decompress together into the message.
+/// RSV1 on the first only and the pieces decompress together into the message. Pieces of
+/// 64 KiB and more are masked by the sender as it copies them: with deflate the worker
+/// unmasks them to compress them.
 #[test]
 fn pieces_go_out_as_frames_of_one_message() {
-    for deflate_on in [false, true] {
+    let sizes = [(100, 1000), (6000, 100_000)];
+    for ((repeat, cut), deflate_on) in sizes.into_iter().flat_map(|s| [(s, false), (s, true)]) {
         let (tx, rx) = mpsc::channel::<Vec<RawFrame>>();
         let tx = std::sync::Mutex::new(tx);
         let server = raw_ws(deflate_on, move |s| {
@@ -575,16 +578,20 @@ fn pieces_go_out_as_frames_of_one_message() {
             );
         }
         let (c, _) = TestClient::open(&server.url(), Some(&cfg), false);
-        let text = "piece one, piece two, piece three ".repeat(100);
+        let text = "piece one, piece two, piece three ".repeat(repeat);
         let b = text.as_bytes();
         for (part, fin) in [
-            (&b[..1000], false),
-            (&b[1000..1001], false),
-            (&b[1001..], true),
+            (&b[..cut], false),
+            (&b[cut..cut + 1], false),
+            (&b[cut + 1..], true),
         ] {
             assert_ok(piece(&c, WSC_EVENT_TEXT, part, fin).0, "send_fragment");
         }
         let frames = rx.recv_timeout(WAIT).expect("the server read three frames");
+        let lens: Vec<usize> = frames.iter().map(|f| f.payload.len()).collect();
+        if !deflate_on {
+            assert_eq!(lens, [cut, 1, b.len() - cut - 1]);
+        }
         let b0: Vec<u8> = frames.iter().map(|f| f.b0).collect();
         let rsv1 = if deflate_on { 0x40 } else { 0 };
         assert_eq!(b0, [0x01 | rsv1, 0x00, 0x80], "deflate {deflate_on}");
