@@ -20,6 +20,7 @@ mod frame_reader;
 mod handshake;
 mod heartbeat;
 mod http_extras;
+mod idle;
 mod log;
 mod notify;
 mod outbox;

@@ -5,12 +5,13 @@
 use crate::backpressure::{Crossing, FlowConfig, SpaceWait, Watermarks};
 use crate::error::{Error, Result};
 use crate::events::lock;
+use crate::idle::IdleFlag;
 use crate::protocol::{Unsent, PREMASK};
 use crate::{WSC_ERR_NOT_CONNECTED, WSC_ERR_QUEUE_FULL};
 use bytes::{Bytes, BytesMut};
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tungstenite::{Message, Utf8Bytes};
@@ -218,9 +219,9 @@ pub struct Outbox {
     /// pieces: pieces do not count them, so the final piece always fits in the end.
     held_bytes: AtomicUsize,
     limit: usize,
-    /// What the driver is doing (`BUSY`, `POLLING`, `SLEEPING`): only a push that finds it
-    /// `SLEEPING` costs the sender a wake-up system call.
-    idle: AtomicU8,
+    /// Whether a push must wake the driver: only when it may be asleep, not while it works
+    /// or busy-polls, so those cost senders no wake-up system call.
+    pub idle: IdleFlag,
     /// Wakes whoever drives the connection now: the client's own worker thread, or a shared
     /// worker (swapped at hand-over; locked only on a wake-up, not per message).
     waker: Mutex<Option<Arc<dyn Wake>>>,
@@ -230,13 +231,6 @@ pub struct Outbox {
     space: SpaceWait,
     send_timeout: Duration,
 }
-
-/// The driver is in a turn: it looks at the queue before it waits again.
-const BUSY: u8 = 0;
-/// The driver busy-polls and looks at this flag between polls: a push turns it to `BUSY`.
-const POLLING: u8 = 1;
-/// The driver may block in its poller without looking at the queue: a push wakes it.
-const SLEEPING: u8 = 2;
 
 /// Something that makes a worker look at its client: a mio waker, or a shared worker's slot.
 pub trait Wake: Send + Sync {
@@ -303,7 +297,7 @@ impl Outbox {
             queued_bytes: AtomicUsize::new(0),
             held_bytes: AtomicUsize::new(0),
             limit,
-            idle: AtomicU8::new(SLEEPING),
+            idle: IdleFlag::new(),
             waker: Mutex::new(None),
             control: Mutex::new(Control::default()),
             marks: Watermarks::new(flow),
@@ -445,7 +439,7 @@ impl Outbox {
         // Read under the lock, which the driver takes to look at the queue after it went
         // idle: either it sees this message or this sees it idle. One sender wakes it, and
         // only if it may be asleep; a polling driver sees the flag turn to `BUSY`.
-        let wake = self.idle.load(SeqCst) != BUSY && self.idle.swap(BUSY, SeqCst) == SLEEPING;
+        let wake = self.idle.on_push();
         drop(q);
         // A send from the client's own callback needs no wake-up: the worker is running that
         // callback and looks at the queue before it waits again.
@@ -524,41 +518,6 @@ impl Outbox {
     pub fn request(&self, f: impl FnOnce(&mut Control)) {
         f(&mut lock(&self.control));
         self.wake();
-    }
-
-    /// Worker side, at the start of a turn: the driver looks at the queue now, so pushes need
-    /// not wake it.
-    pub fn awake(&self) {
-        if self.idle.load(Relaxed) != BUSY {
-            self.idle.store(BUSY, SeqCst);
-        }
-    }
-
-    /// Worker side, before it waits: pushes from now on wake it. It must look at the queue
-    /// (`has_pending`) after this, for messages pushed before.
-    pub fn going_idle(&self) {
-        self.idle.store(SLEEPING, SeqCst);
-    }
-
-    /// Worker side, after `going_idle`, as it starts to busy-poll: pushes from now on only
-    /// flip the flag that `pushed` reads. False if one came already (and woke it).
-    pub fn start_polling(&self) -> bool {
-        self.idle
-            .compare_exchange(SLEEPING, POLLING, SeqCst, Relaxed)
-            .is_ok()
-    }
-
-    /// Worker side, while it busy-polls: a message was pushed since `start_polling`.
-    pub fn pushed(&self) -> bool {
-        self.idle.load(Relaxed) == BUSY
-    }
-
-    /// Worker side, when its busy poll is over and it is about to block: pushes from now on
-    /// wake it. False if one came while it polled (look at the queue instead of blocking).
-    pub fn stop_polling(&self) -> bool {
-        self.idle
-            .compare_exchange(POLLING, SLEEPING, SeqCst, Relaxed)
-            .is_ok()
     }
 
     /// Worker side: messages are queued that it has not taken (see `Taken`).

@@ -5,6 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::events::lock;
+use crate::idle::IdleFlag;
 use crate::log::{wsc_log, Level};
 use crate::outbox::{mark_shared_worker_thread, Wake};
 use crate::worker::{Conn, Turn, Worker};
@@ -61,6 +62,8 @@ pub struct Reactor {
     number: usize,
     waker: mio::Waker,
     inbox: Mutex<Inbox>,
+    /// Whether a post must wake it: not while it runs a round or busy-polls.
+    idle: IdleFlag,
     /// Connections it drives (to spread new ones).
     conns: AtomicUsize,
 }
@@ -87,6 +90,7 @@ impl Reactor {
             number: i + 1,
             waker,
             inbox: Mutex::new(Inbox::default()),
+            idle: IdleFlag::new(),
             conns: AtomicUsize::new(0),
         }));
         std::thread::Builder::new()
@@ -107,8 +111,10 @@ impl Reactor {
         let mut inbox = lock(&self.inbox);
         let was_empty = inbox.is_empty();
         f(&mut inbox);
+        // Under the lock, which the driver takes to look at the inbox after it went idle.
+        let wake = was_empty && self.idle.on_push();
         drop(inbox);
-        if was_empty {
+        if wake {
             let _ = self.waker.wake();
         }
     }
@@ -169,21 +175,29 @@ impl Driver {
         mark_shared_worker_thread(number);
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = if self.run.is_empty() {
+            let mut timeout = if self.run.is_empty() {
                 self.timers
                     .peek()
                     .map(|Reverse((t, _))| t.saturating_duration_since(Instant::now()))
             } else {
                 Some(Duration::ZERO)
             };
+            if timeout != Some(Duration::ZERO) {
+                // About to wait: posts from now on wake it; one made before is taken now.
+                self.reactor.idle.going_idle();
+                if !lock(&self.reactor.inbox).is_empty() {
+                    timeout = Some(Duration::ZERO);
+                }
+            }
             // A turn that asks to go on at once keeps the busy poll for the wait after it: a
             // reply sent from a callback is written in that next turn, and its answer follows.
             let busy_poll = match timeout {
                 Some(Duration::ZERO) => Duration::ZERO,
                 _ => std::mem::take(&mut self.busy_poll),
             };
+            let idle = Some(&self.reactor.idle);
             if let Err(e) =
-                crate::worker::wait(&mut self.poll, &mut events, timeout, busy_poll, 0, None)
+                crate::worker::wait(&mut self.poll, &mut events, timeout, busy_poll, 0, idle)
             {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     wsc_log!(Level::Error, "shared worker: poll failed: {e}");
@@ -191,19 +205,19 @@ impl Driver {
                 }
                 continue;
             }
+            self.reactor.idle.awake();
             let now = Instant::now();
-            let mut inbox = false;
             for ev in events.iter() {
+                // The waker only ends the wait: the inbox is looked at every round.
                 if ev.token() == WAKE {
-                    inbox = true;
-                } else if let Some(Some(e)) = self.slots.get_mut(ev.token().0) {
+                    continue;
+                }
+                if let Some(Some(e)) = self.slots.get_mut(ev.token().0) {
                     e.conn.on_ready(ev);
                     schedule(e, ev.token().0, &mut self.run);
                 }
             }
-            if inbox {
-                self.take_inbox();
-            }
+            self.take_inbox();
             while let Some(&Reverse((t, slot))) = self.timers.peek() {
                 if t > now {
                     break;

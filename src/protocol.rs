@@ -42,7 +42,8 @@ impl Unsent {
         match self {
             Unsent::Kept(b) => b,
             Unsent::Masked(b, key) => {
-                let mut v = b.to_vec();
+                // In place when nothing else holds the bytes (a copy otherwise).
+                let mut v = Vec::from(b);
                 mask(&mut v, key);
                 Bytes::from(v)
             }

@@ -9,6 +9,7 @@ use crate::events::{
     CLOSE_REMOTE,
 };
 use crate::heartbeat::{Beat, Heartbeat};
+use crate::idle::IdleFlag;
 use crate::log::{wsc_log, Level};
 use crate::outbox::{Kind, Outbox, Outgoing, Taken};
 use crate::protocol::{Incoming, ReadError, Session, Unsent};
@@ -149,19 +150,19 @@ const OPEN_SPINS: u32 = 64;
 
 /// Waits for `poll`'s events up to `timeout`, polling without blocking for the first
 /// `busy_poll` of it; after the first `spins` polls it yields the core between polls. With
-/// `outbox` (after its `going_idle`), it also returns, with no events, once a message is
-/// pushed: senders then need not wake it with a system call while it polls.
+/// the driver's `idle` flag (after its `going_idle`), it also returns, with no events, once
+/// work is pushed: senders then need not wake it with a system call while it polls.
 pub(crate) fn wait(
     poll: &mut Poll,
     events: &mut Events,
     timeout: Option<Duration>,
     busy_poll: Duration,
     spins: u32,
-    outbox: Option<&Outbox>,
+    idle: Option<&IdleFlag>,
 ) -> io::Result<()> {
     let busy_poll = timeout.map_or(busy_poll, |t| t.min(busy_poll));
     if !busy_poll.is_zero() {
-        if outbox.is_some_and(|o| !o.start_polling()) {
+        if idle.is_some_and(|f| !f.start_polling()) {
             events.clear();
             return Ok(());
         }
@@ -174,12 +175,12 @@ pub(crate) fn wait(
         let mut polls = 0;
         loop {
             poll.poll(events, Some(Duration::ZERO))?;
-            if !events.is_empty() || outbox.is_some_and(Outbox::pushed) {
+            if !events.is_empty() || idle.is_some_and(IdleFlag::pushed) {
                 return Ok(());
             }
             let spent = start.elapsed();
             if spent >= busy_poll {
-                if outbox.is_some_and(|o| !o.stop_polling()) {
+                if idle.is_some_and(|f| !f.stop_polling()) {
                     return Ok(());
                 }
                 return poll.poll(events, timeout.map(|t| t.saturating_sub(spent)));
@@ -806,7 +807,7 @@ impl Worker {
                 timeout,
                 busy_poll,
                 OPEN_SPINS,
-                Some(&self.shared.outbox),
+                Some(&self.shared.outbox.idle),
             ) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     let e = Error::new(WSC_ERR_INTERNAL, format!("poll failed: {e}"));
@@ -832,7 +833,7 @@ impl Worker {
         if shared.stop.load(SeqCst) {
             return Turn::Freed;
         }
-        shared.outbox.awake();
+        shared.outbox.idle.awake();
         if let Some(subprotocol) = conn.announce.take() {
             self.emit(Event::new(EventKind::Open, Bytes::from(subprotocol)));
             self.deliver();
@@ -869,7 +870,7 @@ impl Worker {
             return Turn::Wait(timeout);
         }
         // About to wait: from now on a send wakes us; one queued before is seen here.
-        shared.outbox.going_idle();
+        shared.outbox.idle.going_idle();
         Turn::Wait(self.next_timeout(conn, now))
     }
 

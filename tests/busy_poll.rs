@@ -1,8 +1,9 @@
 //! `wsc_config_set_busy_poll_us`: the worker keeps polling, at the price of CPU time, only
 //! where an answer is due (after it delivered events or wrote messages, for each step of the
 //! handshake, and for the server's TCP close after its close frame) and only when the setting
-//! allows it; `wsc_client_poll` never busy-polls
-//! past its own timeout. The tests measure CPU time, so they run one at a time.
+//! allows it; `wsc_client_poll` never busy-polls past its own timeout. A send to a worker
+//! that busy-polls costs no wake-up, and none is missed as the busy poll ends. The tests
+//! measure CPU time, wake-ups or delays, so they run one at a time.
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicI32, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wsclient::ffi::workers::WSC_WORKER_THREAD;
+use wsclient::ffi::workers::{WSC_WORKER_SHARED, WSC_WORKER_THREAD};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -422,35 +423,81 @@ fn eventfd_writes(except: i32) -> u64 {
 fn a_send_while_the_worker_busy_polls_costs_no_wake_up() {
     let _serial = serial();
     let server = WsServer::echo();
-    // Thread mode: a shared worker polls many connections and is woken for each.
-    let cfg = Cfg::new().busy_poll(20_000).worker(WSC_WORKER_THREAD);
-    let (c, _) = TestClient::open(&server.url(), Some(&cfg), false);
-    let echo = |text: &str| {
-        assert_ok(c.send_text(text), "send");
-        let (ev, _) = c.wait_for(WSC_EVENT_TEXT, WAIT);
-        assert_eq!(ev.text(), text);
-    };
-    echo("first");
-    // Each send follows the last echo at once, while the worker polls for the answer.
-    let before = eventfd_writes(c.event_fd());
-    for i in 0..200 {
-        echo(&format!("echo {i}"));
+    for mode in [WSC_WORKER_THREAD, WSC_WORKER_SHARED] {
+        let cfg = Cfg::new().busy_poll(20_000).worker(mode);
+        let (c, _) = TestClient::open(&server.url(), Some(&cfg), false);
+        let echo = |text: &str| {
+            assert_ok(c.send_text(text), "send");
+            let (ev, _) = c.wait_for(WSC_EVENT_TEXT, WAIT);
+            assert_eq!(ev.text(), text);
+        };
+        echo("first");
+        // Each send follows the last echo at once, while the worker polls for the answer.
+        let before = eventfd_writes(c.event_fd());
+        for i in 0..200 {
+            echo(&format!("echo {i}"));
+        }
+        let writes = eventfd_writes(c.event_fd()) - before;
+        eprintln!("worker mode {mode}: wake-ups written over 200 sends while it polls: {writes}");
+        assert!(
+            writes < 20,
+            "worker mode {mode}: 200 sends to a busy-polling worker wrote {writes} wake-ups"
+        );
+        // Sleeping, the worker is woken by the next send (and answers it).
+        std::thread::sleep(Duration::from_millis(50));
+        let before = eventfd_writes(c.event_fd());
+        echo("after a pause");
+        let writes = eventfd_writes(c.event_fd()) - before;
+        assert_eq!(
+            writes, 1,
+            "worker mode {mode}: wake-ups for a send after a pause"
+        );
+        assert_ok(c.close(1000, None), "close");
+        c.wait_for(WSC_EVENT_CLOSE, WAIT);
     }
-    let writes = eventfd_writes(c.event_fd()) - before;
-    eprintln!("wake-ups written over 200 sends to a busy-polling worker: {writes}");
-    assert!(
-        writes < 20,
-        "200 sends to a busy-polling worker wrote {writes} wake-ups"
-    );
-    // Sleeping, the worker is woken by the next send (and answers it).
-    std::thread::sleep(Duration::from_millis(50));
-    let before = eventfd_writes(c.event_fd());
-    echo("after a pause");
-    assert_eq!(
-        eventfd_writes(c.event_fd()) - before,
-        1,
-        "wake-ups for a send after a pause"
-    );
-    assert_ok(c.close(1000, None), "close");
-    c.wait_for(WSC_EVENT_CLOSE, WAIT);
+}
+
+#[test]
+fn sends_racing_the_end_of_the_workers_busy_poll_are_never_missed() {
+    const STALL: Duration = Duration::from_millis(50);
+    // One at a time: other tests' load would hold up echoes.
+    let _serial = serial();
+    // A 10 µs busy poll ends all the time; each send comes 0-20 µs after the last echo, so
+    // many meet the worker (its own, or a shared one) just as it stops polling and goes to
+    // sleep. A send it missed then would wait for some unrelated event to wake it: its echo
+    // would come late (a broken shared worker stalled about 100 ms, 80 times in 20,000) or
+    // never.
+    let server = WsServer::echo();
+    let modes = [WSC_WORKER_THREAD, WSC_WORKER_SHARED];
+    for (mode, callback) in modes.into_iter().flat_map(|m| [(m, false), (m, true)]) {
+        let cfg = Cfg::new().busy_poll(10).worker(mode);
+        let (c, _) = TestClient::open(&server.url(), Some(&cfg), callback);
+        let mut seed = 0x2545_f491_u32;
+        let mut stalls = 0;
+        for i in 0..5000 {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let pause = Duration::from_nanos(u64::from(seed >> 16) % 20_000);
+            let start = Instant::now();
+            while start.elapsed() < pause {
+                std::hint::spin_loop();
+            }
+            let text = format!("echo {i}");
+            let sent = Instant::now();
+            assert_ok(c.send_text(&text), "send");
+            let (ev, _) = c.wait_for(WSC_EVENT_TEXT, WAIT);
+            stalls += usize::from(sent.elapsed() > STALL);
+            assert_eq!(
+                ev.text(),
+                text,
+                "worker mode {mode}, callback mode: {callback}"
+            );
+        }
+        // A loaded machine may hold up a few; a missed wake-up holds up many.
+        assert!(
+            stalls <= 5,
+            "worker mode {mode}, callback mode {callback}: {stalls} echoes took over {STALL:?}"
+        );
+        assert_ok(c.close(1000, None), "close");
+        c.wait_for(WSC_EVENT_CLOSE, WAIT);
+    }
 }

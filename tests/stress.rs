@@ -227,30 +227,3 @@ fn thirty_two_senders_racing_a_free_from_inside_the_callback() {
     let d = c.free();
     assert!(d < Duration::from_secs(5), "free took {d:?}");
 }
-
-#[test]
-fn sends_racing_the_end_of_the_workers_busy_poll_are_never_missed() {
-    // A 10 µs busy poll ends all the time; each send comes 0-20 µs after the last echo, so
-    // many meet the worker just as it stops polling and goes to sleep. A send it missed
-    // then would never be written: its echo would not come.
-    let server = WsServer::echo();
-    for callback in [false, true] {
-        let cfg = Cfg::new().busy_poll(10);
-        let (c, _) = TestClient::open(&server.url(), Some(&cfg), callback);
-        let mut seed = 0x2545_f491_u32;
-        for i in 0..5000 {
-            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-            let pause = Duration::from_nanos(u64::from(seed >> 16) % 20_000);
-            let start = Instant::now();
-            while start.elapsed() < pause {
-                std::hint::spin_loop();
-            }
-            let text = format!("echo {i}");
-            assert_ok(c.send_text(&text), "send");
-            let (ev, _) = c.wait_for(WSC_EVENT_TEXT, WAIT);
-            assert_eq!(ev.text(), text, "callback mode: {callback}");
-        }
-        assert_ok(c.close(1000, None), "close");
-        c.wait_for(WSC_EVENT_CLOSE, WAIT);
-    }
-}

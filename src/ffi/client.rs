@@ -238,8 +238,9 @@ pub unsafe extern "C" fn wsc_client_send_ping(
 /// `WSC_EVENT_PING`) and returns at once (unless the queue is full and a send timeout is
 /// set: see `wsc_config_set_send_timeout_ms`); the worker sends it.
 ///
-/// `data` is copied before this returns; the library keeps no pointer. If `out_id` is not
-/// NULL it receives the message's send id (increasing per client), which a
+/// `data` is copied before this returns (from 64 KiB up it is masked as it is copied, on
+/// the calling thread, so the worker writes it as it is); the library keeps no pointer. If
+/// `out_id` is not NULL it receives the message's send id (increasing per client), which a
 /// `WSC_EVENT_SEND_FAILED` names if the connection ends before the message reached the socket.
 ///
 /// Thread-safe, also from inside a callback. Messages from one thread go out in the order
@@ -279,8 +280,9 @@ pub unsafe extern "C" fn wsc_client_send(
 /// memory whole: the first call starts a message of type `type` (`WSC_EVENT_TEXT` or
 /// `WSC_EVENT_BINARY`), later calls continue it, and the call with `final` true ends it
 /// (a single call with `final` true sends an ordinary one-frame message). Each piece is
-/// copied before this returns and written as its own frame: a text or binary frame for the
-/// first, continuation frames after, FIN on the final one. Empty pieces are allowed.
+/// copied before this returns (masked as it is copied from 64 KiB up, as in
+/// `wsc_client_send`) and written as its own frame: a text or binary frame for the first,
+/// continuation frames after, FIN on the final one. Empty pieces are allowed.
 ///
 /// `type` must be the same for every piece of a message: another type is refused with
 /// `WSC_ERR_INVALID_ARGUMENT`, leaving the message open. Text: the pieces together must be
