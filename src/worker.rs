@@ -859,6 +859,12 @@ impl Worker {
             if let Some(end) = self.read_some(conn, now) {
                 return Turn::Ended(end);
             }
+            // What the callbacks sent goes out now, not after another poll of the socket.
+            if matches!(self.sink, Sink::Callback(_)) {
+                if let Err(e) = self.pump(conn, now) {
+                    return Turn::Ended(self.io_failure(conn, e));
+                }
+            }
         }
         if let Some(end) = self.check_timers(conn, now) {
             return Turn::Ended(end);
