@@ -189,8 +189,8 @@ impl Driver {
                     timeout = Some(Duration::ZERO);
                 }
             }
-            // A turn that asks to go on at once keeps the busy poll for the wait after it: a
-            // reply sent from a callback is written in that next turn, and its answer follows.
+            // A turn that asks to go on at once (more to read or to write) keeps the busy poll
+            // for the wait after it: the answers to what was delivered or written may follow.
             let busy_poll = match timeout {
                 Some(Duration::ZERO) => Duration::ZERO,
                 _ => std::mem::take(&mut self.busy_poll),

@@ -469,30 +469,25 @@ impl<S: Read + io::Write> Session<S> {
         if self.state != State::Active {
             return Unsent::Kept(Bytes::new());
         }
-        let payload = match masked {
-            // Compression needs the plain bytes (and masks its own output).
-            Some(key) if self.deflater.is_some() => Unsent::Masked(payload, key).into_payload(),
-            Some(key) => {
-                let header = FrameHeader {
-                    is_final: fin,
-                    opcode: OpCode::Data(Self::data_opcode(first, text)),
-                    ..FrameHeader::default()
-                };
-                let len = payload.len();
-                self.header_with_key(header, len, key);
-                // Freed here, into the pool the sender's copy came from.
-                self.out
-                    .push(crate::recycle::freeze(Vec::from(payload), len));
-                return Unsent::Masked(self.out.last_piece(), key);
-            }
-            None => payload,
+        let opcode = match (first, text) {
+            (false, _) => Data::Continue,
+            (true, true) => Data::Text,
+            (true, false) => Data::Binary,
         };
-        let opcode = Self::data_opcode(first, text);
         let header = |compressed: bool| FrameHeader {
             is_final: fin,
             opcode: OpCode::Data(opcode),
             rsv1: compressed && first,
             ..FrameHeader::default()
+        };
+        let payload = match masked {
+            // Compression needs the plain bytes (and masks its own output).
+            Some(key) if self.deflater.is_some() => Unsent::Masked(payload, key).into_payload(),
+            Some(key) => {
+                self.buffer_masked(header(false), Vec::from(payload), key);
+                return Unsent::Masked(self.out.last_piece(), key);
+            }
+            None => payload,
         };
         match self
             .deflater
@@ -512,15 +507,6 @@ impl<S: Read + io::Write> Session<S> {
                 self.buffer_copy(header(false), &payload);
                 Unsent::Kept(payload)
             }
-        }
-    }
-
-    /// The opcode of a data frame: text or binary first, continuation after.
-    fn data_opcode(first: bool, text: bool) -> Data {
-        match (first, text) {
-            (false, _) => Data::Continue,
-            (true, true) => Data::Text,
-            (true, false) => Data::Binary,
         }
     }
 
@@ -553,12 +539,18 @@ impl<S: Read + io::Write> Session<S> {
         if payload.len() < LARGE {
             return self.buffer_copy(header, &payload);
         }
-        let len = payload.len();
-        let key = self.header(header, len);
+        let key: [u8; 4] = rand::random();
         mask(&mut payload, key);
-        // Written on this thread and freed here, after the caller's thread copied it in.
-        self.out.push(crate::recycle::freeze(payload, len));
+        self.buffer_masked(header, payload, key);
         key
+    }
+
+    /// Appends a frame whose payload is masked with `key` already, and queues it as is. Its
+    /// buffer is freed on this thread, into the pool the sender's copy came from.
+    fn buffer_masked(&mut self, header: FrameHeader, payload: Vec<u8>, key: [u8; 4]) {
+        let len = payload.len();
+        self.header_with_key(header, len, key);
+        self.out.push(crate::recycle::freeze(payload, len));
     }
 
     /// Appends a frame header with a fresh masking key, and returns the key.
@@ -689,13 +681,17 @@ fn trace_frame(dir: &str, h: &FrameHeader, len: usize) {
     );
 }
 
-/// XORs `buf` with the masking key, a word at a time.
+/// The masking key repeated over a word, to mask eight bytes at a time.
+fn key_word(key: [u8; 4]) -> u64 {
+    u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ])
+}
+
 /// Copies `src` into `dst` (the same length) masked with `key`: one pass over the bytes.
 pub(crate) fn mask_into(dst: &mut [std::mem::MaybeUninit<u8>], src: &[u8], key: [u8; 4]) {
     assert_eq!(dst.len(), src.len(), "mask_into: lengths differ");
-    let word = u64::from_ne_bytes([
-        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
-    ]);
+    let word = key_word(key);
     let mut to = dst.chunks_exact_mut(8);
     let mut from = src.chunks_exact(8);
     for (t, f) in (&mut to).zip(&mut from) {
@@ -710,10 +706,9 @@ pub(crate) fn mask_into(dst: &mut [std::mem::MaybeUninit<u8>], src: &[u8], key: 
     }
 }
 
+/// XORs `buf` with the masking key, a word at a time.
 fn mask(buf: &mut [u8], key: [u8; 4]) {
-    let word = u64::from_ne_bytes([
-        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
-    ]);
+    let word = key_word(key);
     let mut chunks = buf.chunks_exact_mut(8);
     for chunk in &mut chunks {
         let v = u64::from_ne_bytes(chunk.try_into().expect("chunk of 8")) ^ word;

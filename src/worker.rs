@@ -407,6 +407,7 @@ impl Conn {
     /// Hands a message or piece to the session.
     fn write(&mut self, out: Outgoing) -> Unsent {
         let key = out.masked.map(|(_, key)| key);
+        let text = kind_of_out(&out) == EventKind::Text;
         match (out.piece, out.msg) {
             (Some(p), msg) => {
                 self.piece_open = !p.last;
@@ -417,7 +418,6 @@ impl Conn {
                 self.ws.write_piece(p.text, p.first, p.last, payload, key)
             }
             (None, Message::Binary(b)) if key.is_some() => {
-                let text = matches!(out.masked, Some((Kind::Text, _)));
                 self.ws.write_piece(text, true, true, b, key)
             }
             (None, msg) => self.ws.write(msg),
@@ -795,8 +795,8 @@ impl Worker {
                 Turn::Ended(end) => return Some(end),
                 Turn::Freed => return None,
             };
-            // Kept through a turn that goes on at once: a reply sent from a callback is
-            // written in that next turn, and its answer follows.
+            // Kept through a turn that goes on at once (more to read or to write): the answers
+            // to what the turns before it delivered or wrote may follow that one.
             let busy_poll = match timeout {
                 Some(Duration::ZERO) => Duration::ZERO,
                 _ => self.busy_poll_after_turn(),
@@ -827,7 +827,8 @@ impl Worker {
     }
 
     /// One turn on an open connection, after the poller's news (`woken`: the waker fired):
-    /// requests, writes, reads, timers, then the events for the caller.
+    /// requests, writes, reads, timers, in callback mode the writes they led to, then the
+    /// events for the caller.
     pub fn turn(&mut self, conn: &mut Conn, woken: bool, now: Instant) -> Turn {
         let shared = Arc::clone(&self.shared);
         if shared.stop.load(SeqCst) {
@@ -859,15 +860,17 @@ impl Worker {
             if let Some(end) = self.read_some(conn, now) {
                 return Turn::Ended(end);
             }
-            // What the callbacks sent goes out now, not after another poll of the socket.
-            if matches!(self.sink, Sink::Callback(_)) {
-                if let Err(e) = self.pump(conn, now) {
-                    return Turn::Ended(self.io_failure(conn, e));
-                }
-            }
         }
         if let Some(end) = self.check_timers(conn, now) {
             return Turn::Ended(end);
+        }
+        // What this turn's callbacks (and the heartbeat) queued goes out in it, not after
+        // another poll of the socket. (In poll mode the caller answers from its own thread.)
+        if matches!(self.sink, Sink::Callback(_)) {
+            if let Err(e) = self.pump(conn, now) {
+                return Turn::Ended(self.io_failure(conn, e));
+            }
+            self.report_crossings();
         }
         self.publish(conn);
         self.deliver();
