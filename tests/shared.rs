@@ -20,12 +20,7 @@ fn two_threads() {
 
 fn shared_cfg() -> Cfg {
     two_threads();
-    let cfg = Cfg::new();
-    assert_ok(
-        unsafe { wsc_config_set_worker(cfg.raw(), WSC_WORKER_SHARED) },
-        "wsc_config_set_worker",
-    );
-    cfg
+    Cfg::new().worker(WSC_WORKER_SHARED)
 }
 
 #[test]
