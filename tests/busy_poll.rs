@@ -60,23 +60,26 @@ fn worker_tid(tid: &AtomicI32) -> i32 {
     tid.load(SeqCst)
 }
 
+/// Sends `text` and waits for its echo.
+#[track_caller]
+fn echo(c: &TestClient, text: &str) {
+    assert_ok(c.send_text(text), "send");
+    let (ev, _) = c.wait_for(WSC_EVENT_TEXT, WAIT);
+    assert_eq!(ev.text(), text);
+}
+
 /// The CPU time of a callback-mode client's worker thread over ten echoes, each followed by
 /// a pause before the next send (from this thread, so each needs the worker to wake).
 fn worker_cpu_over_echoes(url: &str, busy_poll_us: u32) -> Duration {
     let cfg = Cfg::new().busy_poll(busy_poll_us);
     let (c, _) = TestClient::open(url, Some(&cfg), true);
     let tid = record_worker_tid(&c);
-    let echo = |text: &str| {
-        assert_ok(c.send_text(text), "send");
-        let (ev, _) = c.wait_for(WSC_EVENT_TEXT, WAIT);
-        assert_eq!(ev.text(), text);
-    };
-    echo("first");
+    echo(&c, "first");
     let tid = worker_tid(&tid);
     let before = thread_cpu(tid);
     for i in 0..10 {
         std::thread::sleep(Duration::from_millis(40));
-        echo(&format!("echo {i}"));
+        echo(&c, &format!("echo {i}"));
     }
     let used = thread_cpu(tid) - before;
     assert_ok(c.close(1000, None), "close");
@@ -426,16 +429,11 @@ fn a_send_while_the_worker_busy_polls_costs_no_wake_up() {
     for mode in [WSC_WORKER_THREAD, WSC_WORKER_SHARED] {
         let cfg = Cfg::new().busy_poll(20_000).worker(mode);
         let (c, _) = TestClient::open(&server.url(), Some(&cfg), false);
-        let echo = |text: &str| {
-            assert_ok(c.send_text(text), "send");
-            let (ev, _) = c.wait_for(WSC_EVENT_TEXT, WAIT);
-            assert_eq!(ev.text(), text);
-        };
-        echo("first");
+        echo(&c, "first");
         // Each send follows the last echo at once, while the worker polls for the answer.
         let before = eventfd_writes(c.event_fd());
         for i in 0..200 {
-            echo(&format!("echo {i}"));
+            echo(&c, &format!("echo {i}"));
         }
         let writes = eventfd_writes(c.event_fd()) - before;
         eprintln!("worker mode {mode}: wake-ups written over 200 sends while it polls: {writes}");
@@ -446,7 +444,7 @@ fn a_send_while_the_worker_busy_polls_costs_no_wake_up() {
         // Sleeping, the worker is woken by the next send (and answers it).
         std::thread::sleep(Duration::from_millis(50));
         let before = eventfd_writes(c.event_fd());
-        echo("after a pause");
+        echo(&c, "after a pause");
         let writes = eventfd_writes(c.event_fd()) - before;
         assert_eq!(
             writes, 1,
