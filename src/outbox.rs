@@ -132,7 +132,7 @@ struct Queue {
     /// Reconnecting without keeping queued messages: refused while disconnected.
     paused: bool,
     next_id: u64,
-    items: Vec<Item>,
+    items: VecDeque<Item>,
     /// The small payloads of `items`, back to back, in `full` and then `arena`; the worker
     /// splits them off, and their slices go out as the messages' payloads. A payload never
     /// straddles two buffers.
@@ -140,64 +140,63 @@ struct Queue {
     full: Vec<Bytes>,
 }
 
-/// The worker's end of the queue: messages taken from it, in order.
+/// The worker's end of the queue: messages taken from it, in order. Each becomes an
+/// `Outgoing` only as it is handed on, so a batch is not moved twice.
 #[derive(Default)]
 pub struct Taken {
-    ready: VecDeque<Outgoing>,
-    /// `items`' allocation, handed back and forth with the queue's.
-    spare: Vec<Item>,
+    /// Messages taken but not yet handed on; the allocation goes back and forth with the
+    /// queue's.
+    items: VecDeque<Item>,
+    /// The small payloads of `items`, back to back: the buffer being split up now, then
+    /// the ones after it.
+    small: Bytes,
+    buffers: VecDeque<Bytes>,
 }
 
 impl Taken {
     /// The next queued message, in order.
     pub fn next(&mut self, outbox: &Outbox) -> Option<Outgoing> {
-        if self.ready.is_empty() {
+        if self.items.is_empty() {
             self.refill(outbox);
         }
-        self.ready.pop_front()
+        let item = self.items.pop_front()?;
+        let (payload, key) = match item.payload {
+            Payload::Small(len) => {
+                if len > self.small.len() {
+                    self.small = self.buffers.pop_front().unwrap_or_default();
+                }
+                (self.small.split_to(len), None)
+            }
+            Payload::Own(b, key) => (b, key),
+        };
+        Some(Outgoing {
+            id: item.id,
+            msg: match key {
+                Some(_) => Message::Binary(payload),
+                None => item.kind.message(payload),
+            },
+            piece: item.piece,
+            masked: key.map(|key| (item.kind, key)),
+        })
     }
 
     /// Messages taken but not yet handed on.
     pub fn is_empty(&self) -> bool {
-        self.ready.is_empty()
+        self.items.is_empty()
     }
 
-    /// Moves everything queued to this side: one lock, and one buffer for all the small
-    /// payloads, which go out as slices of it.
+    /// Moves everything queued to this side under one lock, with the buffers that hold the
+    /// small payloads (a payload never straddles two).
     fn refill(&mut self, outbox: &Outbox) {
-        let (full, last) = {
-            let mut q = lock(&outbox.queue);
-            if q.items.is_empty() {
-                return;
-            }
-            std::mem::swap(&mut q.items, &mut self.spare);
-            (std::mem::take(&mut q.full), q.arena.split().freeze())
-        };
-        let mut buffers = full.into_iter().chain(std::iter::once(last));
-        let mut small = buffers.next().unwrap_or_default();
-        let mut at = 0;
-        self.ready.extend(self.spare.drain(..).map(|item| {
-            let (payload, key) = match item.payload {
-                Payload::Small(len) => {
-                    if at + len > small.len() {
-                        small = buffers.next().unwrap_or_default();
-                        at = 0;
-                    }
-                    at += len;
-                    (small.slice(at - len..at), None)
-                }
-                Payload::Own(b, key) => (b, key),
-            };
-            Outgoing {
-                id: item.id,
-                msg: match key {
-                    Some(_) => Message::Binary(payload),
-                    None => item.kind.message(payload),
-                },
-                piece: item.piece,
-                masked: key.map(|key| (item.kind, key)),
-            }
-        }));
+        let mut q = lock(&outbox.queue);
+        if q.items.is_empty() {
+            return;
+        }
+        std::mem::swap(&mut q.items, &mut self.items);
+        // What is left of the last batch's buffers is empty: its payloads were all split off.
+        self.buffers.clear();
+        self.buffers.extend(q.full.drain(..));
+        self.buffers.push_back(q.arena.split().freeze());
     }
 }
 
@@ -290,7 +289,7 @@ impl Outbox {
                 closed: true,
                 paused: false,
                 next_id: 1,
-                items: Vec::new(),
+                items: VecDeque::new(),
                 arena: BytesMut::new(),
                 full: Vec::new(),
             })),
@@ -430,7 +429,7 @@ impl Outbox {
         };
         let id = q.next_id;
         q.next_id += 1;
-        q.items.push(Item {
+        q.items.push_back(Item {
             id,
             kind,
             piece,
